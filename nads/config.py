@@ -1,0 +1,154 @@
+"""Typed, validated views of params.yaml sections.
+
+Every stage parses its section here before any compute. A bad value stops the
+stage with one line naming the key, the value and what is allowed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+
+class ParamError(ValueError):
+    """A parameter that cannot be used; the message is one line."""
+
+
+def _fail(key: str, value, allowed: str):
+    raise ParamError(f"{key} = {value!r}: {allowed}")
+
+
+def _coerce(key: str, value, typ):
+    """Check `value` against a field's annotation; return it normalised."""
+    origin = typing.get_origin(typ)
+    if origin is tuple or origin is list:
+        (elem, *_) = typing.get_args(typ)
+        if not isinstance(value, (list, tuple)):
+            _fail(key, value, f"must be a list of {elem.__name__}")
+        items = [_coerce(f"{key}[{i}]", v, elem) for i, v in enumerate(value)]
+        return tuple(items)
+    if typ is bool:
+        if not isinstance(value, bool):
+            _fail(key, value, "must be true or false")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(key, value, "must be an integer")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            _fail(key, value, "must be a number")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            _fail(key, value, "must be a string")
+        return value
+    raise TypeError(f"unsupported parameter type {typ!r} for {key}")
+
+
+class Section:
+    """Base of every params section: parse a mapping, then check values."""
+
+    name: typing.ClassVar[str]
+
+    @classmethod
+    def parse(cls, raw):
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            _fail(cls.name, raw, "must be a mapping of parameters")
+        hints = typing.get_type_hints(cls)
+        known = [f.name for f in dataclasses.fields(cls)]
+        for key in raw:
+            if key not in known:
+                _fail(f"{cls.name}.{key}", raw[key], f"unknown key; allowed keys: {', '.join(known)}")
+        values = {k: _coerce(f"{cls.name}.{k}", v, hints[k]) for k, v in raw.items()}
+        section = cls(**values)
+        section.check()
+        return section
+
+    def require(self, key: str, ok: bool, allowed: str) -> None:
+        if not ok:
+            _fail(f"{self.name}.{key}", getattr(self, key), allowed)
+
+    def check(self) -> None:  # overridden by sections with constraints
+        pass
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclass(frozen=True)
+class Synthetic(Section):
+    """The distribution D(v) and the Fourier direction grid."""
+
+    name: typing.ClassVar[str] = "synthetic"
+    input_shape: tuple[int, ...] = (1, 32, 32)
+    epsilon: float = 1.0
+    sigma: float = 3.0
+    n_train: int = 10_000
+    n_test: int = 10_000
+    fourier_stride: int = 1
+    seed: int = 0
+
+    def check(self) -> None:
+        shape = self.input_shape
+        self.require("input_shape", len(shape) == 3 and all(d >= 1 for d in shape),
+                     "must be three positive integers [C, H, W]")
+        self.require("input_shape", shape[1] % 2 == 0 and shape[2] % 2 == 0,
+                     "H and W must be even (the Fourier grid has a Nyquist row and column)")
+        self.require("epsilon", self.epsilon > 0, "must be > 0 (the margin of the discriminative feature)")
+        self.require("sigma", self.sigma >= 0, "must be >= 0 (the noise standard deviation)")
+        self.require("n_train", self.n_train >= 2, "must be an integer >= 2")
+        self.require("n_test", self.n_test >= 2, "must be an integer >= 2")
+        _, h, w = shape
+        s = self.fourier_stride
+        self.require("fourier_stride", s >= 1 and h % s == 0 and (w // 2) % s == 0,
+                     f"must be a positive integer dividing H = {h} and W/2 = {w // 2}")
+        self.require("seed", self.seed >= 0, "must be an integer >= 0")
+
+
+SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic,)}
+TOP_LEVEL = {"profile"}
+
+
+def read_params(path="params.yaml") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ParamError(f"{path}: file not found; run from the repository root, where params.yaml lives")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
+    return raw
+
+
+def load(section: str, path="params.yaml"):
+    """The parsed, checked section `section` of the params file."""
+    raw = read_params(path)
+    if section not in raw:
+        raise ParamError(f"{section}: section missing from {path}")
+    return SECTIONS[section].parse(raw[section])
+
+
+def profile(path="params.yaml") -> str:
+    value = read_params(path).get("profile", "custom")
+    if not isinstance(value, str) or not value:
+        _fail("profile", value, "must be a non-empty string (quick, paper, or a name of yours)")
+    return value
+
+
+def check_all(path="params.yaml") -> dict:
+    """Validate every section of the file; unknown sections are errors too."""
+    raw = read_params(path)
+    allowed = sorted(set(SECTIONS) | TOP_LEVEL)
+    for key in raw:
+        if key not in allowed:
+            _fail(key, raw[key], f"unknown section; allowed: {', '.join(allowed)}")
+    profile(path)
+    return {name: load(name, path) for name in SECTIONS if name in raw}

@@ -1,0 +1,43 @@
+"""Every figure of the project. Headless (Agg), written atomically."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from . import io  # noqa: E402
+
+
+def save(fig, path) -> None:
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
+def centred_energy(pattern: np.ndarray) -> np.ndarray:
+    """|FFT|^2 of a (C, H, W) pattern summed over channels, DC in the centre."""
+    spectrum = np.abs(np.fft.fft2(pattern, axes=(-2, -1))) ** 2
+    return np.fft.fftshift(spectrum.sum(axis=0))
+
+
+def patterns_with_spectra(patterns, shape, titles, path, suptitle: str = "") -> None:
+    """Each pattern in pixel space (top row) above its centred Fourier energy (bottom row)."""
+    n = len(patterns)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
+    for j, (p, title) in enumerate(zip(patterns, titles)):
+        img = np.asarray(p, dtype=np.float64).reshape(shape)
+        pixels = img.mean(axis=0) if shape[0] > 1 else img[0]
+        lim = np.abs(pixels).max() or 1.0
+        axes[0, j].imshow(pixels, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        axes[0, j].set_title(title, fontsize=8)
+        axes[1, j].imshow(centred_energy(img), cmap="viridis")
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    axes[0, 0].set_ylabel("pixels", fontsize=8)
+    axes[1, 0].set_ylabel("|FFT|$^2$", fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle, fontsize=9)
+    save(fig, path)

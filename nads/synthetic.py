@@ -1,0 +1,118 @@
+"""The linearly separable distribution D(v) and its shared noise bank.
+
+x = eps * y * v + w,   y in {-1, +1} balanced,   w ~ N(0, sigma^2 (I - v v^T)).
+
+The noise is drawn once as z ~ N(0, I) and shared by every direction (common
+random numbers). With w = sigma * (z - (z.v) v), each direction's data set is
+a rank-one change of the same bank:  x = sigma * z + (eps * y - sigma * z.v) v.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .config import Synthetic
+from .directions import fourier_directions
+
+
+@dataclass(frozen=True)
+class NoiseBank:
+    """Standard-normal noise z (n, D) float32 and labels y (n,) in {-1, +1}, per split."""
+
+    z_train: np.ndarray
+    y_train: np.ndarray
+    z_test: np.ndarray
+    y_test: np.ndarray
+    epsilon: float
+    sigma: float
+    shape: tuple
+
+    def split(self, name: str):
+        if name not in ("train", "test"):
+            raise ValueError(f"split = {name!r}: allowed: train, test")
+        return (self.z_train, self.y_train) if name == "train" else (self.z_test, self.y_test)
+
+    def samples(self, v, split: str = "train"):
+        """(x (n, C, H, W), y (n,)) of D(v) for a unit vector v."""
+        z, y = self.split(split)
+        return directional_samples(z, y, v, self.epsilon, self.sigma).reshape(-1, *self.shape), y
+
+
+def directional_samples(z, y, v, epsilon: float, sigma: float):
+    """x = sigma*z + (eps*y - sigma*(z.v)) v, for numpy arrays or torch tensors alike.
+
+    z (n, D), y (n,) in {-1, +1}, v (D,) unit norm. Projection on v is exactly
+    eps*y; the orthogonal part is sigma times the orthogonal part of z.
+    """
+    coef = epsilon * y - sigma * (z @ v)
+    return sigma * z + coef[:, None] * v[None, :]
+
+
+def _labels(rng: np.random.Generator, n: int) -> np.ndarray:
+    y = np.where(np.arange(n) < n // 2, 1, -1).astype(np.int8)
+    return rng.permutation(y)
+
+
+def draw_noise_bank(cfg: Synthetic) -> NoiseBank:
+    """The seeded bank of cfg. Train and test use separate streams, so changing
+    n_test does not change the training noise (and vice versa)."""
+    dim = int(np.prod(cfg.input_shape))
+    arrays = {}
+    for stream, (split, n) in enumerate((("train", cfg.n_train), ("test", cfg.n_test))):
+        rng = np.random.default_rng([cfg.seed, stream])
+        arrays[f"z_{split}"] = rng.standard_normal((n, dim), dtype=np.float32)
+        arrays[f"y_{split}"] = _labels(rng, n)
+    return NoiseBank(**arrays, epsilon=cfg.epsilon, sigma=cfg.sigma, shape=tuple(cfg.input_shape))
+
+
+def write_bank(out_dir, cfg: Synthetic):
+    """Write the Fourier directions and the noise bank of cfg to out_dir, atomically.
+
+    Returns (metrics: counts and empirical checks, freqs, directions).
+    """
+    freqs, directions = fourier_directions(cfg.input_shape, cfg.fourier_stride)
+    bank = draw_noise_bank(cfg)
+    with io.atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        io.save_npy(tmp / "fourier_freqs.npy", freqs)
+        io.save_npy(tmp / "fourier_directions.npy", directions)
+        for split in ("train", "test"):
+            z, y = bank.split(split)
+            io.save_npy(tmp / f"noise_{split}.npy", z)
+            io.save_npy(tmp / f"labels_{split}.npy", y)
+        io.write_json(tmp / "meta.json", {
+            "input_shape": list(cfg.input_shape), "epsilon": cfg.epsilon, "sigma": cfg.sigma,
+            "n_train": cfg.n_train, "n_test": cfg.n_test, "seed": cfg.seed,
+            "fourier_stride": cfg.fourier_stride, "n_fourier": len(freqs),
+        })
+    # Check the construction on the first Fourier direction: projection is
+    # exactly +-eps, orthogonal noise has standard deviation sigma.
+    x, y = bank.samples(directions[0], "train")
+    x = x.reshape(len(y), -1)
+    proj = x @ directions[0]
+    resid = x - proj[:, None] * directions[0][None, :]
+    dim = x.shape[1]
+    return {
+        "n_fourier_directions": int(len(freqs)),
+        "n_train": cfg.n_train,
+        "n_test": cfg.n_test,
+        "max_projection_error": float(np.abs(proj - cfg.epsilon * y).max()),
+        "noise_std_orthogonal": float(np.sqrt((resid.astype(np.float64) ** 2).sum() / (len(y) * (dim - 1)))),
+        "label_balance_train": float((y > 0).mean()),
+    }, freqs, directions
+
+
+def load_bank(data_dir) -> tuple[NoiseBank, np.ndarray, np.ndarray]:
+    """(noise bank, Fourier freqs, Fourier directions) written by `write_bank`."""
+    data_dir = Path(data_dir)
+    meta_path = data_dir / "meta.json"
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{data_dir}: no synthetic data bank here; run `dvc repro synthetic` first")
+    meta = io.read_json(meta_path)
+    arrays = {f"{k}_{s}": np.load(data_dir / f"{n}_{s}.npy")
+              for k, n in (("z", "noise"), ("y", "labels")) for s in ("train", "test")}
+    bank = NoiseBank(**arrays, epsilon=meta["epsilon"], sigma=meta["sigma"], shape=tuple(meta["input_shape"]))
+    return bank, np.load(data_dir / "fourier_freqs.npy"), np.load(data_dir / "fourier_directions.npy")

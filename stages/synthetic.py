@@ -1,0 +1,24 @@
+"""Stage `synthetic`: the Fourier direction bank and the shared noise bank of D(v)."""
+from pathlib import Path
+
+import numpy as np
+
+from nads import plots, synthetic
+from stages.common import finish, stage
+
+DATA = Path("data/synthetic")
+RESULTS = Path("results/synthetic")
+
+
+def main() -> None:
+    with stage("synthetic") as (cfg, run):
+        metrics, freqs, directions = synthetic.write_bank(DATA, cfg)
+        show = np.linspace(0, len(freqs) - 1, min(8, len(freqs))).round().astype(int)
+        plots.patterns_with_spectra(
+            directions[show], cfg.input_shape, [f"k=({k1},{k2})" for k1, k2 in freqs[show]],
+            RESULTS / "directions.png", suptitle="Fourier directions (pixels above centred |FFT|^2)")
+        finish(run, metrics, RESULTS / "metrics.json", RESULTS / "directions.png", DATA / "meta.json")
+
+
+if __name__ == "__main__":
+    main()

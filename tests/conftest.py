@@ -1,0 +1,76 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+# What a clone of the project holds that a pipeline run needs.
+PROJECT_FILES = ["nads", "stages", "profiles", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".gitignore"]
+
+
+def run(cmd, cwd, env=None, check=True):
+    """Run a command; on failure show its output (the point of a pipeline test)."""
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
+                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+    return proc
+
+
+class Repo:
+    """A temporary copy of the project: its own git repository, DVC and MLflow store."""
+
+    def __init__(self, path: Path, remote: Path):
+        self.path = path
+        self.remote = remote
+        self.env = {k: v for k, v in os.environ.items()
+                    if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE")}
+        self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
+
+    def dvc(self, *args, check=True):
+        return run([sys.executable, "-m", "dvc", *args], self.path, self.env, check)
+
+    def git(self, *args):
+        return run(["git", *args], self.path, self.env)
+
+    def params(self) -> dict:
+        return yaml.safe_load((self.path / "params.yaml").read_text())
+
+    def set_params(self, **sections) -> None:
+        """Update params.yaml: set_params(synthetic={"n_train": 64})."""
+        params = self.params()
+        for section, values in sections.items():
+            params[section].update(values)
+        (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.path / 'mlflow.db'}"
+
+
+TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8}}
+
+
+@pytest.fixture
+def repo(tmp_path) -> Repo:
+    path, remote = tmp_path / "repo", tmp_path / "remote"
+    path.mkdir()
+    for name in PROJECT_FILES:
+        src, dst = ROOT / name, path / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    r = Repo(path, remote)
+    r.git("init", "-q")
+    r.git("config", "user.email", "test@nads")
+    r.git("config", "user.name", "test")
+    r.dvc("remote", "modify", "--local", "local", "url", str(remote))
+    r.set_params(**TINY)
+    r.git("add", "-A")
+    r.git("commit", "-qm", "project copy")
+    return r

@@ -1,0 +1,89 @@
+"""The pipeline for real: git + DVC + MLflow's SQLite store in a temporary copy of the project."""
+import hashlib
+import shutil
+import sys
+
+import mlflow
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.slow
+
+
+def digest(root, *dirs):
+    out = {}
+    for d in dirs:
+        for p in sorted((root / d).rglob("*")):
+            if p.is_file():
+                out[str(p.relative_to(root))] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def ran(proc) -> set:
+    """Stages a `dvc repro` executed, from its output."""
+    return {line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
+
+
+def test_synthetic_stage_caches_tracks_and_round_trips(repo):
+    first = repo.dvc("repro", "synthetic")
+    assert ran(first) == {"synthetic"}
+    outs = digest(repo.path, "data/synthetic", "results/synthetic")
+    assert "data/synthetic/noise_train.npy" in outs and "results/synthetic/directions.png" in outs
+
+    # MLflow: one run named after the stage, with params, metrics and tags, in the default store.
+    assert (repo.path / "mlflow.db").is_file()
+    mlflow.set_tracking_uri(repo.tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["nads"])
+    assert len(runs) == 1
+    r = runs.iloc[0]
+    assert r["tags.mlflow.runName"] == "synthetic" and r["status"] == "FINISHED"
+    assert r["params.synthetic.n_train"] == "200" and r["params.synthetic.fourier_stride"] == "8"
+    assert r["metrics.n_fourier_directions"] == 10  # 32x32 at stride 8
+    assert r["metrics.noise_std_orthogonal"] == pytest.approx(3.0, rel=0.02)
+    assert r["tags.profile"] == "quick"
+    assert r["tags.git_commit"] == repo.git("rev-parse", "HEAD").stdout.strip()
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"])}
+    assert {"metrics.json", "directions.png"} <= artifacts
+    assert (repo.path / "mlartifacts").is_dir()
+
+    # Nothing changed: nothing runs.
+    again = repo.dvc("repro")
+    assert ran(again) == set() and "didn't change" in again.stdout
+
+    # One synthetic param changed: that stage reruns, with new outputs.
+    repo.set_params(synthetic={"seed": 1})
+    diff = repo.dvc("params", "diff").stdout
+    assert "synthetic.seed" in diff
+    assert ran(repo.dvc("repro")) == {"synthetic"}
+    changed = digest(repo.path, "data/synthetic")
+    assert changed["data/synthetic/noise_train.npy"] != outs["data/synthetic/noise_train.npy"]
+    assert len(mlflow.search_runs(experiment_names=["nads"])) == 2
+
+    # Push, lose cache and outputs, pull: the same bytes come back.
+    pinned = digest(repo.path, "data/synthetic", "results/synthetic")
+    repo.dvc("push")
+    shutil.rmtree(repo.path / ".dvc" / "cache")
+    shutil.rmtree(repo.path / "data" / "synthetic")
+    shutil.rmtree(repo.path / "results" / "synthetic")
+    repo.dvc("pull")
+    assert digest(repo.path, "data/synthetic", "results/synthetic") == pinned
+    assert ran(repo.dvc("repro")) == set()
+
+
+def test_bad_params_fail_in_one_line_and_keep_outputs(repo):
+    repo.dvc("repro", "synthetic")
+    before = digest(repo.path, "data/synthetic", "results/synthetic")
+    repo.set_params(synthetic={"epsilon": -1})
+
+    direct = run([sys.executable, "-m", "stages.synthetic"], repo.path, repo.env, check=False)
+    assert direct.returncode == 2
+    assert direct.stderr.strip().splitlines() == [
+        "error: synthetic.epsilon = -1.0: must be > 0 (the margin of the discriminative feature)"]
+
+    failed = repo.dvc("repro", check=False)
+    assert failed.returncode != 0
+    assert "synthetic.epsilon = -1.0: must be > 0" in failed.stderr + failed.stdout
+    assert digest(repo.path, "data/synthetic", "results/synthetic") == before
+    mlflow.set_tracking_uri(repo.tracking_uri())
+    assert len(mlflow.search_runs(experiment_names=["nads"])) == 1  # no run for a rejected config
