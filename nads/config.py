@@ -111,7 +111,45 @@ class Synthetic(Section):
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
 
 
-SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic,)}
+@dataclass(frozen=True)
+class Nads(Section):
+    """NAD estimation, one DVC stage per architecture."""
+
+    name: typing.ClassVar[str] = "nads"
+    archs: tuple[str, ...] = ("logreg", "lenet")
+    input_shape: tuple[int, ...] = (1, 32, 32)
+    n_networks: int = 10_000
+    estimator: str = "fd"
+    step: float = 100.0
+    seed: int = 0
+    compare_autograd: bool = True
+    device: str = "auto"
+
+    def check(self) -> None:
+        from .models import check_arch  # torch is only imported by sections that need it
+
+        self.require("archs", len(self.archs) >= 1, "must list at least one architecture")
+        for arch in self.archs:
+            try:
+                check_arch(arch)
+            except ValueError as e:
+                raise ParamError(f"nads.archs: {e}") from None
+        self.require("input_shape", len(self.input_shape) == 3 and min(self.input_shape) >= 1,
+                     "must be three positive integers [C, H, W]")
+        self.require("n_networks", self.n_networks >= 2, "must be an integer >= 2")
+        self.require("estimator", self.estimator in ("fd", "autograd"), "allowed: fd, autograd")
+        self.require("step", self.step > 0, "must be > 0 (the finite-difference step)")
+        self.require("seed", self.seed >= 0, "must be an integer >= 0")
+        _check_device(self)
+
+
+def _check_device(section) -> None:
+    d = section.device
+    ok = d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())
+    section.require("device", ok, "allowed: auto, cpu, cuda, cuda:N")
+
+
+SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads)}
 TOP_LEVEL = {"profile"}
 
 

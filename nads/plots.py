@@ -41,3 +41,16 @@ def patterns_with_spectra(patterns, shape, titles, path, suptitle: str = "") -> 
     if suptitle:
         fig.suptitle(suptitle, fontsize=9)
     save(fig, path)
+
+
+def spectrum(eigenvalues, path, title: str = "", rank: int | None = None) -> None:
+    """Eigenvalues of the gradient covariance against NAD index, log scale."""
+    vals = np.asarray(eigenvalues, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    shown = vals[: rank or len(vals)]
+    ax.semilogy(np.arange(len(shown)), np.clip(shown, 1e-300, None), lw=1.5)
+    ax.set_xlabel("NAD index i")
+    ax.set_ylabel("eigenvalue $\\lambda_i$")
+    ax.grid(alpha=0.3, which="both")
+    ax.set_title(title, fontsize=9)
+    save(fig, path)

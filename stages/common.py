@@ -8,20 +8,21 @@ from nads import config, io, tracking
 
 
 @contextmanager
-def stage(name: str, section: str | None = None, params_path: str = "params.yaml"):
-    """Parse and check the stage's params before any compute, then open its MLflow run.
+def stage(name: str, extra_params: dict | None = None, params_path: str = "params.yaml"):
+    """Parse and check the stage's params section before any compute, then open its MLflow run.
 
-    Yields (params, run). A ParamError ends the program with one line on stderr
-    and exit status 2, before anything is written.
+    Yields (params, run). A ParamError (bad params, or bad input found by the
+    library's own checks) ends the program with one line on stderr and exit
+    status 2; outputs are written atomically, so nothing half-written remains.
     """
     try:
-        params = config.load(section or name, params_path)
-        profile = config.profile(params_path)
+        params = config.load(name, params_path)
+        logged = {name: params.to_dict(), **(extra_params or {})}
+        with tracking.stage_run(name, logged, config.profile(params_path)) as run:
+            yield params, run
     except config.ParamError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    with tracking.stage_run(name, {section or name: params.to_dict()}, profile) as run:
-        yield params, run
 
 
 def finish(run, metrics: dict, metrics_path, *artifacts) -> None:

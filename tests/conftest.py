@@ -51,7 +51,8 @@ class Repo:
         return f"sqlite:///{self.path / 'mlflow.db'}"
 
 
-TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8}}
+TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8},
+        "nads": {"n_networks": 6}}
 
 
 @pytest.fixture

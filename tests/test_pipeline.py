@@ -1,9 +1,11 @@
 """The pipeline for real: git + DVC + MLflow's SQLite store in a temporary copy of the project."""
 import hashlib
+import json
 import shutil
 import sys
 
 import mlflow
+import numpy as np
 import pytest
 
 from conftest import run
@@ -48,26 +50,28 @@ def test_synthetic_stage_caches_tracks_and_round_trips(repo):
     assert (repo.path / "mlartifacts").is_dir()
 
     # Nothing changed: nothing runs.
-    again = repo.dvc("repro")
+    again = repo.dvc("repro", "synthetic")
     assert ran(again) == set() and "didn't change" in again.stdout
+    assert ran(repo.dvc("repro")) == {"nads@logreg", "nads@lenet"}
+    assert ran(repo.dvc("repro")) == set()
 
-    # One synthetic param changed: that stage reruns, with new outputs.
+    # One synthetic param changed: that stage reruns (and no other), with new outputs.
     repo.set_params(synthetic={"seed": 1})
-    diff = repo.dvc("params", "diff").stdout
-    assert "synthetic.seed" in diff
+    assert "synthetic.seed" in repo.dvc("params", "diff").stdout
     assert ran(repo.dvc("repro")) == {"synthetic"}
     changed = digest(repo.path, "data/synthetic")
     assert changed["data/synthetic/noise_train.npy"] != outs["data/synthetic/noise_train.npy"]
-    assert len(mlflow.search_runs(experiment_names=["nads"])) == 2
+    assert len(mlflow.search_runs(experiment_names=["nads"], filter_string="tags.stage = 'synthetic'")) == 2
 
     # Push, lose cache and outputs, pull: the same bytes come back.
-    pinned = digest(repo.path, "data/synthetic", "results/synthetic")
+    pinned = digest(repo.path, "data", "results")
     repo.dvc("push")
     shutil.rmtree(repo.path / ".dvc" / "cache")
-    shutil.rmtree(repo.path / "data" / "synthetic")
-    shutil.rmtree(repo.path / "results" / "synthetic")
+    for p in list((repo.path / "data").rglob("*.npy")) + list((repo.path / "results").rglob("*.png")) + \
+            list((repo.path / "results").rglob("*.npy")):
+        p.unlink()
     repo.dvc("pull")
-    assert digest(repo.path, "data/synthetic", "results/synthetic") == pinned
+    assert digest(repo.path, "data", "results") == pinned
     assert ran(repo.dvc("repro")) == set()
 
 
@@ -87,3 +91,41 @@ def test_bad_params_fail_in_one_line_and_keep_outputs(repo):
     assert digest(repo.path, "data/synthetic", "results/synthetic") == before
     mlflow.set_tracking_uri(repo.tracking_uri())
     assert len(mlflow.search_runs(experiment_names=["nads"])) == 1  # no run for a rejected config
+
+
+def test_nads_stage_per_architecture(repo):
+    proc = repo.dvc("repro", "nads")
+    assert ran(proc) == {"nads@logreg", "nads@lenet"}
+    for arch in ("logreg", "lenet"):
+        out = repo.path / "results" / "nads" / arch
+        nads = np.load(out / "nads.npy")
+        vals = np.load(out / "eigenvalues.npy")
+        assert nads.shape == (1024, 1024) and nads.dtype == np.float32
+        np.testing.assert_allclose(np.linalg.norm(nads, axis=1), 1, atol=1e-4)
+        assert np.all(np.diff(vals) <= 1e-12)
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["n_networks"] == 6 and metrics["rank"] == 5
+        assert {"half_agreement_top1", "autograd_vs_fd_top10", "index_frequency_spearman"} <= set(metrics)
+        assert (out / "nads.png").stat().st_size > 10_000 and (out / "spectrum.png").is_file()
+    # logistic regression is linear: FD and autograd give the same directions.
+    logreg = json.loads((repo.path / "results/nads/logreg/metrics.json").read_text())
+    assert logreg["autograd_vs_fd_top1"] == pytest.approx(1, abs=1e-4)  # (top-10 exceeds the rank of 6 networks)
+
+    mlflow.set_tracking_uri(repo.tracking_uri())
+    runs = mlflow.search_runs(experiment_names=["nads"], filter_string="tags.mlflow.runName = 'nads@lenet'")
+    assert len(runs) == 1
+    r = runs.iloc[0]
+    assert r["params.arch"] == "lenet" and r["params.nads.n_networks"] == "6"
+    assert r["metrics.timing.networks_per_second"] > 0
+    assert {"nads.png", "spectrum.png", "metrics.json"} <= {
+        a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"])}
+
+    # n_networks changes both NAD stages, not the synthetic data; device changes nothing.
+    repo.set_params(nads={"device": "cpu"})
+    assert ran(repo.dvc("repro", "nads")) == set()
+    repo.set_params(nads={"n_networks": 8})
+    assert ran(repo.dvc("repro", "nads")) == {"nads@logreg", "nads@lenet"}
+    # An unknown architecture is refused before anything runs.
+    repo.set_params(nads={"archs": ["logreg", "lenett"]})
+    bad = repo.dvc("repro", check=False)
+    assert bad.returncode != 0 and "lenett" in bad.stderr + bad.stdout

@@ -1,0 +1,385 @@
+"""NAD estimation: eigenvectors of the centred covariance of input gradients of
+randomly initialised networks, largest eigenvalue first.
+
+The published estimator ("fd") is a central finite difference with a large
+step s at one fixed Gaussian point x0:
+    g_i = (f(x0 + s e_i) - f(x0 - s e_i)) / 2s,   s = 100.
+"autograd" (exact gradients at x0, or at a fresh Gaussian point per network)
+gives different directions; it is kept as an option for comparison.
+
+Speed: the 2D perturbed inputs are built once and shared by every network;
+they are fed in cache-sized chunks (feeding all 2D at once is ~3x slower on a
+CPU, mostly page faults on huge activations). Each perturbed input differs
+from x0 in one coordinate and the first layer is linear, so its output is
+L(x0) ± s·L0(e_i): a few weights scattered into L(x0), not a convolution
+(`FirstLayerShortcut`). Groups of networks run as one vmapped computation
+where that pays (GPUs). The covariance is accumulated in float64 as Σg and
+Σggᵀ, so memory does not grow with the number of networks.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from .config import ParamError
+from .models import check_arch, get_model
+from .runtime import item_seed, resolve_device
+
+ESTIMATORS = ("fd", "autograd")
+POINTS = ("fixed", "random")
+AGREEMENT_K = (1, 10, 100)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """Everything that determines the gradient samples (not how they are computed)."""
+
+    arch: str
+    input_shape: tuple = (1, 32, 32)
+    estimator: str = "fd"
+    step: float = 100.0
+    seed: int = 0
+    point: str = "fixed"
+
+    def __post_init__(self):
+        shape = tuple(int(d) for d in self.input_shape)
+        object.__setattr__(self, "input_shape", shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ParamError(f"input_shape = {self.input_shape!r}: must be three positive integers (C, H, W)")
+        if self.estimator not in ESTIMATORS:
+            raise ParamError(f"estimator = {self.estimator!r}: allowed: {', '.join(ESTIMATORS)}")
+        if not self.step > 0:
+            raise ParamError(f"step = {self.step!r}: must be > 0 (the finite-difference step)")
+        if self.point not in POINTS:
+            raise ParamError(f"point = {self.point!r}: allowed: {', '.join(POINTS)}")
+        try:
+            check_arch(self.arch)
+        except ValueError as e:
+            raise ParamError(str(e)) from None
+
+    @property
+    def dim(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    def network(self, i: int) -> torch.nn.Module:
+        """Network i: default initialisation from its own seed, eval mode, one output."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed(self.seed, i))
+            model = get_model(self.arch, self.input_shape[0], 1, self.input_shape[1])
+        return model.eval().requires_grad_(False)
+
+    def x0(self) -> torch.Tensor:
+        return torch.randn(self.input_shape, generator=torch.Generator().manual_seed(self.seed))
+
+    def point_for(self, i: int) -> torch.Tensor:
+        if self.point == "fixed":
+            return self.x0()
+        return torch.randn(self.input_shape, generator=torch.Generator().manual_seed(item_seed(self.seed, i, 1)))
+
+
+class GradientMoments:
+    """Running count, Σg and Σggᵀ in float64."""
+
+    def __init__(self, dim: int, device="cpu"):
+        self.n = 0
+        self.sum = torch.zeros(dim, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(dim, dim, dtype=torch.float64, device=device)
+
+    def add(self, grads: torch.Tensor) -> None:
+        g = grads.to(torch.float64)
+        self.n += g.shape[0]
+        self.sum += g.sum(0)
+        self.outer.addmm_(g.T, g)
+
+    def __add__(self, other: "GradientMoments") -> "GradientMoments":
+        out = GradientMoments(0)
+        out.n = self.n + other.n
+        out.sum = self.sum + other.sum.to(self.sum.device)
+        out.outer = self.outer + other.outer.to(self.outer.device)
+        return out
+
+    def to(self, device) -> "GradientMoments":
+        out = GradientMoments(0)
+        out.n, out.sum, out.outer = self.n, self.sum.to(device), self.outer.to(device)
+        return out
+
+    def covariance(self) -> torch.Tensor:
+        if self.n < 2:
+            raise ValueError(f"covariance needs at least 2 gradient samples, got {self.n}")
+        mean = self.sum / self.n
+        return (self.outer - self.n * torch.outer(mean, mean)) / (self.n - 1)
+
+
+def eig_desc(cov: torch.Tensor):
+    """(eigenvalues descending, eigenvectors as rows) with a fixed sign: each
+    vector's largest-magnitude entry is positive, so results are reproducible."""
+    vals, vecs = torch.linalg.eigh(cov.detach().cpu().to(torch.float64))
+    vals, vecs = vals.flip(0).numpy(), vecs.flip(1).T.numpy()
+    peak = np.abs(vecs).argmax(axis=1)
+    vecs = vecs * np.sign(vecs[np.arange(len(vecs)), peak])[:, None]
+    return vals, vecs
+
+
+def subspace_agreement(u: np.ndarray, v: np.ndarray, k: int) -> float:
+    """||U_k V_kᵀ||_F² / k: 1 for the same top-k subspace, about k/D for unrelated ones."""
+    k = min(k, len(u), len(v))
+    return float(np.sum((u[:k] @ v[:k].T) ** 2) / k)
+
+
+# ---------------------------------------------------------------- gradient sampling
+def _group_forward(models, shared: bool):
+    """x -> outputs (G, B) of G same-architecture networks.
+
+    shared=True: one input batch (B, C, H, W) for all networks.
+    shared=False: one batch per network (G, B, C, H, W).
+    """
+    if len(models) == 1:
+        (m,) = models
+        return lambda x: m(x if shared else x[0]).reshape(1, -1)
+    params, buffers = stack_module_state(models)
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    call = vmap(lambda p, b, x: functional_call(skeleton, (p, b), (x,)), in_dims=(0, 0, None if shared else 0))
+    return lambda x: call(params, buffers, x).reshape(len(models), -1)
+
+
+def fd_inputs(x0: torch.Tensor, step: float, start: int, stop: int) -> torch.Tensor:
+    """(2n, C, H, W): x0 + s e_i for i in [start, stop), then x0 - s e_i."""
+    n, dim = stop - start, x0.numel()
+    flat = x0.reshape(1, dim).repeat(2 * n, 1)
+    rows, cols = torch.arange(n, device=x0.device), torch.arange(start, stop, device=x0.device)
+    flat[rows, cols] += step
+    flat[rows + n, cols] -= step
+    return flat.reshape(2 * n, *x0.shape)
+
+
+class FirstLayerShortcut:
+    """The first layer's outputs on x0 ± s e_i, without running it on 2D inputs.
+
+    Applies when exactly one nn.Conv2d / nn.Linear receives the raw input,
+    once per forward. Which weight lands at which output position for each e_i
+    is found once per architecture by running the layer on the basis with
+    weights replaced by their (1-based) ids; per network it is then a scatter.
+    `Engine` checks the shortcut against the plain forward before using it.
+    """
+
+    def __init__(self, model: torch.nn.Module, x0: torch.Tensor, chunks):
+        self.name, self.in_shape = self._first_layer(model, x0)
+        layer = model.get_submodule(self.name)
+        with torch.no_grad():
+            ids = torch.arange(1, layer.weight.numel() + 1, dtype=torch.float64).reshape(layer.weight.shape)
+            probe = {"weight": ids}
+            if getattr(layer, "bias", None) is not None:
+                probe["bias"] = torch.zeros(layer.bias.shape, dtype=torch.float64)
+            self.index = []
+            for start, stop, _ in chunks:
+                basis = torch.zeros(stop - start, x0.numel(), dtype=torch.float64)
+                basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
+                resp = functional_call(layer, probe, (basis.reshape(-1, *self.in_shape[1:]),))
+                self.out_shape = resp.shape[1:]
+                resp = resp.reshape(stop - start, -1)
+                rows, pos = resp.nonzero(as_tuple=True)
+                self.index.append((rows, pos, resp[rows, pos].long() - 1))
+
+    @staticmethod
+    def _first_layer(model, x0):
+        seen = []
+        hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, args)))
+                 for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+        x = x0[None].clone()
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        raw = [(name, args[0].shape) for name, args in seen
+               if args and torch.is_tensor(args[0]) and args[0].data_ptr() == x.data_ptr()]
+        if len(raw) != 1 or sum(name == raw[0][0] for name, _ in seen) != 1:
+            raise LookupError("no single linear first layer")
+        return raw[0]
+
+    def layer_outputs(self, layer, x0, step: float, chunk: int) -> torch.Tensor:
+        """(2n, *out) outputs of `layer` on x0 + s e_i (first n rows) and x0 - s e_i."""
+        rows, pos, wid = self.index[chunk]
+        n = int(rows.max()) + 1 if len(rows) else 0
+        base = layer(x0.reshape(1, *self.in_shape[1:])).reshape(1, -1)
+        out = base.expand(2 * n, base.shape[1]).clone()
+        delta = step * layer.weight.reshape(-1)[wid]
+        out[rows, pos] += delta
+        out[rows + n, pos] -= delta
+        return out.reshape(2 * n, *self.out_shape)
+
+    def forward(self, model, x0, step: float, chunk: int, batch: torch.Tensor) -> torch.Tensor:
+        """model(batch) for the FD batch of `chunk`, with the first layer replaced by the scatter."""
+        layer = model.get_submodule(self.name)
+        first = self.layer_outputs(layer, x0, step, chunk)
+        layer.forward = lambda *_: first  # instance attribute: shadows the class's forward
+        try:
+            return model(x0[None].expand_as(batch))
+        finally:
+            del layer.forward
+
+
+@dataclass
+class Engine:
+    """How gradients are computed: device and batching. Does not change results
+    beyond float rounding."""
+
+    device: str = "auto"
+    networks_per_batch: int | None = None
+    inputs_per_chunk: int | None = None
+    shortcut: bool = True
+    _dev: torch.device = field(init=False, repr=False)
+
+    def __post_init__(self):
+        self._dev = resolve_device(self.device)
+        gpu = self._dev.type == "cuda"
+        # Measured on a 2-core CPU: one network at a time with 256-input chunks
+        # is fastest (vmapped groups add overhead there); GPUs need big groups.
+        self.networks_per_batch = self.networks_per_batch or (32 if gpu else 1)
+        self.inputs_per_chunk = self.inputs_per_chunk or (2048 if gpu else 256)
+        if self.networks_per_batch < 1 or self.inputs_per_chunk < 1:
+            raise ParamError("networks_per_batch and inputs_per_chunk must be >= 1")
+
+    def gradients(self, spec: Spec, networks: list[int]) -> torch.Tensor:
+        """(len(networks), D) input gradients of the given networks, on the engine's device."""
+        models = [spec.network(i).to(self._dev) for i in networks]
+        if spec.estimator == "fd":
+            return self._fd(spec, models)
+        x = torch.stack([spec.point_for(i) for i in networks]).to(self._dev)
+        x.requires_grad_(True)
+        _group_forward(models, shared=False)(x[:, None]).sum().backward()
+        return x.grad.reshape(len(networks), -1)
+
+    @torch.no_grad()
+    def _fd(self, spec: Spec, models) -> torch.Tensor:
+        x0 = spec.x0().to(self._dev)
+        chunks = self._chunks(spec, x0)
+        shortcut = self._shortcut(spec, models[0], x0, chunks) if len(models) == 1 else None
+        forward = _group_forward(models, shared=True)
+        grads = torch.empty(len(models), spec.dim, device=self._dev)
+        for c, (start, stop, batch) in enumerate(chunks):
+            if shortcut is not None:
+                out = shortcut.forward(models[0], x0, spec.step, c, batch).reshape(1, -1)
+            else:
+                out = forward(batch)
+            n = stop - start
+            grads[:, start:stop] = (out[:, :n] - out[:, n:]) / (2 * spec.step)
+        return grads
+
+    def _shortcut(self, spec: Spec, model, x0, chunks):
+        """The checked FirstLayerShortcut for this spec, or None where it does not apply."""
+        if not self.shortcut:
+            return None
+        key = (spec.arch, spec.input_shape, spec.step, spec.seed, str(self._dev))
+        if getattr(self, "_shortcut_key", None) != key:
+            self._shortcut_key, self._shortcut_obj = key, None
+            try:
+                cut = FirstLayerShortcut(model, x0, [(a, b, None) for a, b, _ in chunks])
+                cut.index = [tuple(t.to(self._dev) for t in ix) for ix in cut.index]
+            except LookupError:
+                return None
+            # Trust, but verify on this network: same outputs as the plain forward.
+            plain = model(chunks[0][2]).reshape(-1)
+            fast = cut.forward(model, x0, spec.step, 0, chunks[0][2]).reshape(-1)
+            if torch.allclose(fast, plain, rtol=1e-4, atol=1e-5 * (1 + plain.abs().max().item())):
+                self._shortcut_obj = cut
+        return self._shortcut_obj
+
+    def _chunks(self, spec: Spec, x0):
+        # Built once per (spec, device) and shared by every network.
+        key = (spec.input_shape, spec.step, spec.seed, str(self._dev))
+        if getattr(self, "_chunk_key", None) != key:
+            per = max(1, self.inputs_per_chunk // 2)
+            self._chunk_cache = [(a, min(a + per, spec.dim), fd_inputs(x0, spec.step, a, min(a + per, spec.dim)))
+                                 for a in range(0, spec.dim, per)]
+            self._chunk_key = key
+        return self._chunk_cache
+
+    def moments(self, spec: Spec, networks, progress: bool = False):
+        """(moments of even-indexed networks, of odd-indexed ones): the two
+        independent halves behind the convergence diagnostic. Splitting by
+        index parity makes the halves independent of batching and sharding."""
+        halves = (GradientMoments(spec.dim, self._dev), GradientMoments(spec.dim, self._dev))
+        networks = list(networks)
+        bar = tqdm(total=len(networks), desc=f"NADs {spec.arch} ({spec.estimator})", unit="net",
+                   disable=not progress, mininterval=2.0)
+        for b in range(0, len(networks), self.networks_per_batch):
+            ids = networks[b:b + self.networks_per_batch]
+            g = self.gradients(spec, ids)
+            parity = torch.tensor([i % 2 for i in ids], device=g.device)
+            for h in (0, 1):
+                if (parity == h).any():
+                    halves[h].add(g[parity == h])
+            bar.update(len(ids))
+        bar.close()
+        return halves
+
+
+# ---------------------------------------------------------------- the estimate
+@dataclass
+class NADResult:
+    nads: np.ndarray          # (D, D) float32, row i is NAD i (unit norm)
+    eigenvalues: np.ndarray   # (D,) float64, descending
+    diagnostics: dict         # deterministic: counts, convergence
+    timing: dict              # seconds, networks per second (not reproducible)
+
+
+def probe(spec: Spec) -> None:
+    """Fail at once, before any long compute, if the model cannot take the input."""
+    try:
+        with torch.no_grad():
+            out = spec.network(0)(spec.x0()[None])
+    except Exception as e:  # noqa: BLE001 - any failure here means "cannot take this shape"
+        raise ParamError(f"input_shape = {spec.input_shape}: arch {spec.arch!r} cannot take it "
+                         f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if out.numel() != 1:
+        raise ParamError(f"arch = {spec.arch!r}: built with num_classes=1 it returns {tuple(out.shape)} "
+                         "per input; NADs need exactly one output unit")
+
+
+def nads_from_moments(halves, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict]:
+    total = halves[0] + halves[1]
+    vals, vecs = eig_desc(total.covariance())
+    diagnostics = {"n_networks": total.n, "dim": spec.dim, "rank": min(total.n - 1, spec.dim),
+                   "estimator": spec.estimator, "step": spec.step, "point": spec.point, "seed": spec.seed,
+                   "top_eigenvalue": float(vals[0]), "eigenvalue_ratio_first_last_in_rank":
+                   float(vals[0] / max(vals[min(total.n - 1, spec.dim) - 1], 1e-300))}
+    if min(h.n for h in halves) >= 2:
+        _, a = eig_desc(halves[0].covariance())
+        _, b = eig_desc(halves[1].covariance())
+        for k in AGREEMENT_K:
+            if k <= spec.dim:
+                diagnostics[f"half_agreement_top{k}"] = subspace_agreement(a, b, k)
+    return vecs.astype(np.float32), vals, diagnostics
+
+
+def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, estimator: str = "fd",
+                  step: float = 100.0, seed: int = 0, device: str = "auto", point: str = "fixed",
+                  networks_per_batch: int | None = None, inputs_per_chunk: int | None = None,
+                  progress: bool = False) -> NADResult:
+    """The NADs of `arch` (a registered name or 'package.module:callable').
+
+    Returns every eigenvector of the D x D gradient covariance (a complete
+    orthonormal basis; beyond index n_networks - 1 the covariance has no rank
+    left and the vectors only complete the basis). Diagnostics include
+    `half_agreement_top{k}`: how well two independent halves of the networks
+    agree on the top-k subspace (1 = fully converged).
+    """
+    if isinstance(n_networks, bool) or not isinstance(n_networks, int) or n_networks < 2:
+        raise ParamError(f"n_networks = {n_networks!r}: must be an integer >= 2")
+    spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point)
+    engine = Engine(device, networks_per_batch, inputs_per_chunk)
+    probe(spec)
+    t0 = time.perf_counter()
+    halves = engine.moments(spec, range(n_networks), progress)
+    seconds = time.perf_counter() - t0
+    nads, vals, diagnostics = nads_from_moments(halves, spec)
+    timing = {"seconds": seconds, "networks_per_second": n_networks / seconds, "device": str(engine._dev)}
+    return NADResult(nads, vals, diagnostics, timing)

@@ -1,0 +1,116 @@
+import numpy as np
+import pytest
+import torch
+
+from nads.config import ParamError
+from nads.estimate import Engine, Spec, estimate_nads, fd_inputs, subspace_agreement
+from toy_models import SUPPORT
+
+
+def test_linear_gaussian_model_has_isotropic_covariance():
+    r = estimate_nads("toy_models:linear_gaussian", (1, 4, 4), n_networks=4000, seed=1)
+    # Covariance of a ~ N(0, I) from 4000 samples: every eigenvalue 1 up to
+    # Marchenko-Pastur spread (1 ± sqrt(16/4000))^2 = 1 ± 0.13.
+    assert r.eigenvalues.shape == (16,)
+    assert np.all(np.abs(r.eigenvalues - 1) < 0.2)
+    np.testing.assert_allclose(r.nads @ r.nads.T, np.eye(16), atol=1e-5)
+
+
+@pytest.mark.parametrize("estimator,step", [("fd", 100.0), ("autograd", 100.0)])
+def test_model_seeing_a_subspace_has_nads_spanning_exactly_that_subspace(estimator, step):
+    r = estimate_nads("toy_models:selected_mlp", (1, 4, 4), n_networks=200, estimator=estimator, step=step)
+    k = len(SUPPORT)
+    assert r.eigenvalues[k - 1] > 1e-6
+    assert np.all(np.abs(r.eigenvalues[k:]) < 1e-9 * r.eigenvalues[0])
+    inside = np.zeros(16, bool)
+    inside[SUPPORT] = True
+    # The top-k NADs live on the support; together they span all of it.
+    assert np.abs(r.nads[:k][:, ~inside]).max() < 1e-5
+    np.testing.assert_allclose(np.linalg.svd(r.nads[:k][:, inside].astype(np.float64))[1], 1.0, atol=1e-5)
+
+
+def test_fd_with_a_small_step_agrees_with_autograd_on_a_smooth_model():
+    fd = Engine("cpu").gradients(Spec("toy_models:smooth_mlp", (1, 6, 6), "fd", step=1e-2), [0, 1, 2])
+    ag = Engine("cpu").gradients(Spec("toy_models:smooth_mlp", (1, 6, 6), "autograd"), [0, 1, 2])
+    torch.testing.assert_close(fd, ag, rtol=2e-3, atol=2e-5)
+    # ... and the large published step does not (the point of keeping both).
+    fd100 = Engine("cpu").gradients(Spec("toy_models:smooth_mlp", (1, 6, 6), "fd", step=100.0), [0])
+    assert (fd100[0] - ag[0]).norm() > 0.5 * ag[0].norm()
+
+
+def naive_fd(spec, i):
+    """The original procedure, written plainly: one network, all 2D inputs in one batch."""
+    x = fd_inputs(spec.x0(), spec.step, 0, spec.dim)
+    with torch.no_grad():
+        out = spec.network(i)(x).reshape(-1)
+    return (out[:spec.dim] - out[spec.dim:]) / (2 * spec.step)
+
+
+@pytest.mark.parametrize("arch", ["lenet", "logreg", "toy_models:tiny_bn", "toy_models:input_twice"])
+def test_every_engine_configuration_equals_the_plain_loop(arch):
+    spec = Spec(arch, (1, 16, 16) if arch != "lenet" else (1, 32, 32))
+    ref = torch.stack([naive_fd(spec, i) for i in range(4)])
+    scale = ref.abs().max()
+    for engine in (Engine("cpu"), Engine("cpu", shortcut=False), Engine("cpu", networks_per_batch=4),
+                   Engine("cpu", networks_per_batch=2, inputs_per_chunk=100)):
+        got = torch.cat([engine.gradients(spec, list(range(b, b + engine.networks_per_batch)))
+                         for b in range(0, 4, engine.networks_per_batch)])
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * scale.item())
+
+
+def test_first_layer_shortcut_is_used_where_it_applies_only():
+    for arch, applies in [("lenet", True), ("logreg", True), ("toy_models:input_twice", False)]:
+        engine, spec = Engine("cpu"), Spec(arch, (1, 16, 16))
+        engine.gradients(spec, [0])
+        assert (engine._shortcut_obj is not None) == applies, arch
+
+
+def test_estimate_equals_pca_of_the_plain_loop_and_reports_convergence():
+    spec = Spec("lenet", (1, 16, 16), seed=3)
+    r = estimate_nads("lenet", (1, 16, 16), n_networks=40, seed=3, networks_per_batch=3)
+    g = torch.stack([naive_fd(spec, i) for i in range(40)]).double().numpy()
+    cov = np.cov(g, rowvar=False)
+    vals, vecs = np.linalg.eigh(cov)
+    np.testing.assert_allclose(r.eigenvalues[:10], vals[::-1][:10], rtol=1e-4)
+    for i in range(3):
+        assert abs(np.dot(r.nads[i], vecs[:, -1 - i])) == pytest.approx(1, abs=1e-4)
+    d = r.diagnostics
+    assert d["n_networks"] == 40 and d["rank"] == 39
+    assert 0 <= d["half_agreement_top10"] <= 1 and "half_agreement_top100" in d
+    np.testing.assert_allclose(np.linalg.norm(r.nads, axis=1), 1, atol=1e-5)
+
+
+def test_halves_diagnostic_grows_with_networks():
+    small = estimate_nads("toy_models:selected_mlp", (1, 4, 4), n_networks=8, estimator="autograd")
+    large = estimate_nads("toy_models:selected_mlp", (1, 4, 4), n_networks=400, estimator="autograd")
+    assert large.diagnostics["half_agreement_top1"] > 0.9
+    assert large.diagnostics["half_agreement_top1"] > small.diagnostics["half_agreement_top1"]
+
+
+def test_same_seed_same_nads_bytes():
+    a = estimate_nads("lenet", (1, 16, 16), n_networks=6, seed=5)
+    b = estimate_nads("lenet", (1, 16, 16), n_networks=6, seed=5, networks_per_batch=3)
+    c = estimate_nads("lenet", (1, 16, 16), n_networks=6, seed=6)
+    assert subspace_agreement(a.nads, b.nads, 3) == pytest.approx(1, abs=1e-6)
+    assert subspace_agreement(a.nads, c.nads, 3) < 0.9
+
+
+def test_three_channel_inputs():
+    r = estimate_nads("lenet", (3, 32, 32), n_networks=3)
+    assert r.nads.shape == (3072, 3072) and r.diagnostics["dim"] == 3072
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(arch="lenet5"), "arch = 'lenet5': unknown architecture"),
+    (dict(arch="lenet", n_networks=1), "n_networks = 1: must be an integer >= 2"),
+    (dict(arch="lenet", step=0.0), "step = 0.0: must be > 0"),
+    (dict(arch="lenet", estimator="pca"), "estimator = 'pca': allowed: fd, autograd"),
+    (dict(arch="lenet", input_shape=(1, 8, 8)), "input_shape = (1, 8, 8): arch 'lenet' cannot take it"),
+    (dict(arch="lenet", input_shape=(1, 32)), "input_shape = (1, 32): must be three positive integers"),
+    (dict(arch="lenet", device="tpu"), "device = 'tpu': allowed: auto, cpu, cuda, cuda:N"),
+])
+def test_bad_input_fails_at_once(kwargs, message):
+    kwargs = {"n_networks": 100_000, **kwargs}  # would take hours if anything ran
+    with pytest.raises(ParamError) as e:
+        estimate_nads(**kwargs)
+    assert str(e.value).startswith(message)

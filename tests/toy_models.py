@@ -1,0 +1,82 @@
+"""Small models with known gradient statistics, loaded by name as 'toy_models:<factory>'."""
+import torch
+import torch.nn as nn
+
+SUPPORT = [0, 5, 10]  # the coordinates `selected_mlp` looks at
+
+
+class Linear(nn.Module):
+    """f(x) = a.x with a ~ N(0, I): gradient covariance I."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.a = nn.Parameter(torch.randn(dim))
+
+    def forward(self, x):
+        return (x.flatten(1) @ self.a)[:, None]
+
+
+def linear_gaussian(in_channels, num_classes, input_size):
+    return Linear(in_channels * input_size * input_size)
+
+
+class Selected(nn.Module):
+    """f(x) = g(P x), P the coordinate projection on SUPPORT, g a random tanh MLP."""
+
+    def __init__(self):
+        super().__init__()
+        self.g = nn.Sequential(nn.Linear(len(SUPPORT), 16), nn.Tanh(), nn.Linear(16, 1))
+
+    def forward(self, x):
+        return self.g(x.flatten(1)[:, SUPPORT])
+
+
+def selected_mlp(in_channels, num_classes, input_size):
+    return Selected()
+
+
+def smooth_mlp(in_channels, num_classes, input_size):
+    d = in_channels * input_size * input_size
+    return nn.Sequential(nn.Flatten(), nn.Linear(d, 32), nn.Tanh(), nn.Linear(32, 1))
+
+
+class InputTwice(nn.Module):
+    """The raw input feeds the first conv *and* a skip connection: the
+    first-layer shortcut must notice it does not apply."""
+
+    def __init__(self, c, size):
+        super().__init__()
+        self.conv = nn.Conv2d(c, c, 3, padding=1)
+        self.fc = nn.Linear(c * size * size, 1)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x) + x).flatten(1))
+
+
+def input_twice(in_channels, num_classes, input_size):
+    return InputTwice(in_channels, input_size)
+
+
+def not_a_module(in_channels, num_classes, input_size):
+    return "nope"
+
+
+class TinyBN(nn.Module):
+    """Conv, batch norm, pooling: the shape of the paper's CNNs at toy size."""
+
+    def __init__(self, c, size):
+        super().__init__()
+        self.conv = nn.Conv2d(c, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.fc = nn.Linear(4 * (size // 2) ** 2, 1)
+
+    def forward(self, x):
+        return self.fc(nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2).flatten(1))
+
+
+def tiny_bn(in_channels, num_classes, input_size):
+    model = TinyBN(in_channels, input_size)
+    # Non-trivial running statistics, so that eval-mode batch norm matters.
+    model.bn.running_mean.uniform_(-1, 1)
+    model.bn.running_var.uniform_(0.5, 2)
+    return model
