@@ -106,8 +106,8 @@ class Synthetic(Section):
         self.require("n_test", self.n_test >= 2, "must be an integer >= 2")
         _, h, w = shape
         s = self.fourier_stride
-        self.require("fourier_stride", s >= 1 and h % s == 0 and (w // 2) % s == 0,
-                     f"must be a positive integer dividing H = {h} and W/2 = {w // 2}")
+        self.require("fourier_stride", s >= 1 and (h // 2) % s == 0 and (w // 2) % s == 0,
+                     f"must be a positive integer dividing H/2 = {h // 2} and W/2 = {w // 2}")
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
 
 
@@ -143,13 +143,60 @@ class Nads(Section):
         _check_device(self)
 
 
+@dataclass(frozen=True)
+class Sweep(Section):
+    """Direction sweeps: one classifier per direction, per architecture and family."""
+
+    name: typing.ClassVar[str] = "sweep"
+    archs: tuple[str, ...] = ("logreg", "lenet")
+    families: tuple[str, ...] = ("fourier", "nad")
+    nad_indices: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 700, 1000)
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.5
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 0.5
+    seed: int = 0
+    device: str = "auto"
+    models_per_batch: int = 0
+
+    def check(self) -> None:
+        from .models import check_arch
+
+        self.require("archs", len(self.archs) >= 1, "must list at least one architecture")
+        for arch in self.archs:
+            try:
+                check_arch(arch)
+            except ValueError as e:
+                raise ParamError(f"sweep.archs: {e}") from None
+        self.require("families", len(self.families) >= 1 and set(self.families) <= {"fourier", "nad"},
+                     "allowed: a non-empty list of fourier, nad")
+        self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
+                     "must be a non-empty list of integers >= 0")
+        self.require("epochs", self.epochs >= 1, "must be an integer >= 1")
+        self.require("batch_size", self.batch_size >= 1, "must be an integer >= 1")
+        self.require("lr", self.lr > 0, "must be > 0")
+        self.require("momentum", 0 <= self.momentum < 1, "must be in [0, 1)")
+        self.require("weight_decay", self.weight_decay >= 0, "must be >= 0")
+        self.require("clip", self.clip >= 0, "must be >= 0 (0 disables gradient clipping)")
+        self.require("seed", self.seed >= 0, "must be an integer >= 0")
+        self.require("models_per_batch", self.models_per_batch >= 0, "must be >= 0 (0 = chosen for the device)")
+        _check_device(self)
+
+    def schedule(self):
+        from .train import Schedule
+
+        return Schedule(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.clip, self.seed)
+
+
 def _check_device(section) -> None:
     d = section.device
     ok = d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())
     section.require("device", ok, "allowed: auto, cpu, cuda, cuda:N")
 
 
-SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads)}
+SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep)}
 TOP_LEVEL = {"profile"}
 
 
@@ -189,4 +236,14 @@ def check_all(path="params.yaml") -> dict:
         if key not in allowed:
             _fail(key, raw[key], f"unknown section; allowed: {', '.join(allowed)}")
     profile(path)
-    return {name: load(name, path) for name in SECTIONS if name in raw}
+    sections = {name: load(name, path) for name in SECTIONS if name in raw}
+    if "sweep" in sections and "nads" in sections and "nad" in sections["sweep"].families:
+        check_sweep_has_nads(sections["sweep"], sections["nads"])
+    return sections
+
+
+def check_sweep_has_nads(sweep: "Sweep", nads: "Nads") -> None:
+    missing = [a for a in sweep.archs if a not in nads.archs]
+    if missing:
+        _fail("sweep.archs", list(sweep.archs), f"{', '.join(missing)} not in nads.archs; the nad family needs "
+              "their NADs: add them to nads.archs")

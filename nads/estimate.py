@@ -28,6 +28,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .config import ParamError
+from .executor import cpu_workers, run_shards
 from .models import check_arch, get_model
 from .runtime import item_seed, resolve_device
 
@@ -211,8 +212,8 @@ class FirstLayerShortcut:
         base = layer(x0.reshape(1, *self.in_shape[1:])).reshape(1, -1)
         out = base.expand(2 * n, base.shape[1]).clone()
         delta = step * layer.weight.reshape(-1)[wid]
-        out[rows, pos] += delta
-        out[rows + n, pos] -= delta
+        out.index_put_((rows, pos), delta, accumulate=True)
+        out.index_put_((rows + n, pos), -delta, accumulate=True)
         return out.reshape(2 * n, *self.out_shape)
 
     def forward(self, model, x0, step: float, chunk: int, batch: torch.Tensor) -> torch.Tensor:
@@ -302,14 +303,13 @@ class Engine:
             self._chunk_key = key
         return self._chunk_cache
 
-    def moments(self, spec: Spec, networks, progress: bool = False):
-        """(moments of even-indexed networks, of odd-indexed ones): the two
-        independent halves behind the convergence diagnostic. Splitting by
-        index parity makes the halves independent of batching and sharding."""
+    def moments(self, spec: Spec, networks) -> tuple:
+        """(moments of even-indexed networks, of odd-indexed ones) for `networks`,
+        accumulated in order. The halves are the two independent estimates
+        behind the convergence diagnostic; splitting by index parity keeps them
+        independent of batching and sharding."""
         halves = (GradientMoments(spec.dim, self._dev), GradientMoments(spec.dim, self._dev))
         networks = list(networks)
-        bar = tqdm(total=len(networks), desc=f"NADs {spec.arch} ({spec.estimator})", unit="net",
-                   disable=not progress, mininterval=2.0)
         for b in range(0, len(networks), self.networks_per_batch):
             ids = networks[b:b + self.networks_per_batch]
             g = self.gradients(spec, ids)
@@ -317,9 +317,42 @@ class Engine:
             for h in (0, 1):
                 if (parity == h).any():
                     halves[h].add(g[parity == h])
-            bar.update(len(ids))
-        bar.close()
-        return halves
+        return tuple(h.to("cpu") for h in halves)
+
+
+SHARD = 64  # networks per shard: the unit of work of a worker process (or Ray task)
+
+
+def shards(n_networks: int) -> list[range]:
+    return [range(a, min(a + SHARD, n_networks)) for a in range(0, n_networks, SHARD)]
+
+
+_engine_cache: dict = {}
+
+
+def shard_moments(job) -> tuple:
+    """Moments of one shard; module-level so worker processes can run it.
+
+    A worker keeps one Engine per configuration, so its shared inputs and
+    first-layer shortcut are built once per process, not once per shard."""
+    spec, engine, networks = job
+    key = (engine.device, engine.networks_per_batch, engine.inputs_per_chunk, engine.shortcut)
+    engine = _engine_cache.setdefault(key, engine)
+    return engine.moments(spec, networks)
+
+
+def total_moments(spec: Spec, engine: "Engine", n_networks: int, workers: int, progress: bool = False) -> tuple:
+    """Moments of networks 0..n-1, summed shard by shard in order (the same
+    bytes for any number of workers)."""
+    bar = tqdm(total=n_networks, desc=f"NADs {spec.arch} ({spec.estimator})", unit="net",
+               disable=not progress, mininterval=2.0)
+    jobs = [(spec, engine, r) for r in shards(n_networks)]
+    parts = run_shards(shard_moments, jobs, workers, on_done=lambda job: bar.update(len(job[2])))
+    bar.close()
+    halves = parts[0]
+    for p in parts[1:]:
+        halves = (halves[0] + p[0], halves[1] + p[1])
+    return halves
 
 
 # ---------------------------------------------------------------- the estimate
@@ -363,7 +396,7 @@ def nads_from_moments(halves, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict]
 def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, estimator: str = "fd",
                   step: float = 100.0, seed: int = 0, device: str = "auto", point: str = "fixed",
                   networks_per_batch: int | None = None, inputs_per_chunk: int | None = None,
-                  progress: bool = False) -> NADResult:
+                  workers: int | None = None, progress: bool = False) -> NADResult:
     """The NADs of `arch` (a registered name or 'package.module:callable').
 
     Returns every eigenvector of the D x D gradient covariance (a complete
@@ -371,15 +404,22 @@ def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, es
     left and the vectors only complete the basis). Diagnostics include
     `half_agreement_top{k}`: how well two independent halves of the networks
     agree on the top-k subspace (1 = fully converged).
+
+    workers: processes to spread networks over; default one per CPU core on
+    a CPU (for 4 shards of networks or more), 1 on a GPU. Results do not
+    depend on it.
     """
     if isinstance(n_networks, bool) or not isinstance(n_networks, int) or n_networks < 2:
         raise ParamError(f"n_networks = {n_networks!r}: must be an integer >= 2")
     spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point)
     engine = Engine(device, networks_per_batch, inputs_per_chunk)
     probe(spec)
+    if workers is None:
+        workers = cpu_workers() if engine._dev.type == "cpu" and n_networks >= 4 * SHARD else 1
     t0 = time.perf_counter()
-    halves = engine.moments(spec, range(n_networks), progress)
+    halves = total_moments(spec, engine, n_networks, workers, progress)
     seconds = time.perf_counter() - t0
     nads, vals, diagnostics = nads_from_moments(halves, spec)
-    timing = {"seconds": seconds, "networks_per_second": n_networks / seconds, "device": str(engine._dev)}
+    timing = {"seconds": seconds, "networks_per_second": n_networks / seconds, "device": str(engine._dev),
+              "workers": workers}
     return NADResult(nads, vals, diagnostics, timing)

@@ -60,3 +60,25 @@ def save_npy(path, array) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.save(f, np.ascontiguousarray(array))
+
+
+def write_csv(path, columns: dict) -> None:
+    """Columns of equal length as CSV; floats with 6 decimals (stable bytes)."""
+    names = list(columns)
+    rows = zip(*(columns[n] for n in names))
+
+    def fmt(v):
+        if isinstance(v, (float, np.floating)):
+            return "nan" if np.isnan(v) else f"{v:.6f}"
+        return str(v)
+
+    with atomic_path(path) as tmp:
+        tmp.write_text(",".join(names) + "\n" + "".join(",".join(fmt(v) for v in r) + "\n" for r in rows))
+
+
+def read_csv(path) -> dict:
+    """{column: list of str} of a CSV written by write_csv."""
+    lines = Path(path).read_text().splitlines()
+    names = lines[0].split(",")
+    cols = list(zip(*(line.split(",") for line in lines[1:]))) or [()] * len(names)
+    return {n: list(c) for n, c in zip(names, cols)}

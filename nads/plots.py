@@ -54,3 +54,47 @@ def spectrum(eigenvalues, path, title: str = "", rank: int | None = None) -> Non
     ax.grid(alpha=0.3, which="both")
     ax.set_title(title, fontsize=9)
     save(fig, path)
+
+
+def fourier_heatmap(freqs, accuracy, shape, stride: int, path, title: str = "") -> np.ndarray:
+    """Test accuracy of each Fourier direction on the full centred spectrum.
+
+    Each (k1, k2) is drawn at its centred cell and at its mirror (-k1, -k2),
+    DC in the centre, one cell per direction of the stride-s grid. Returns the
+    grid that is drawn (NaN where no direction was measured).
+    """
+    from .directions import centred_cells
+
+    _, h, w = shape
+    grid = np.full((h // stride, w // stride), np.nan)
+    for (k1, k2), acc in zip(freqs, accuracy):
+        for r, c in centred_cells(int(k1), int(k2), h, w):
+            grid[r // stride, c // stride] = acc
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    extent = (-w // 2 - stride / 2, w // 2 - stride / 2, h // 2 - stride / 2, -h // 2 - stride / 2)
+    im = ax.imshow(grid, cmap="viridis", vmin=0.5, vmax=1.0, extent=extent, interpolation="nearest")
+    ax.set_xlabel("$k_2$ (cycles / image)")
+    ax.set_ylabel("$k_1$ (cycles / image)")
+    fig.colorbar(im, ax=ax, label="test accuracy")
+    ax.set_title(title, fontsize=9)
+    save(fig, path)
+    return grid
+
+
+def nad_curve(indices, accuracy, eigenvalues, path, title: str = "") -> None:
+    """Test accuracy on D(u_i) against NAD index i (log x), coloured by eigenvalue."""
+    from matplotlib.colors import LogNorm
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(indices, accuracy, color="0.75", lw=1, zorder=1)
+    vals = np.clip(np.asarray(eigenvalues, dtype=np.float64), 1e-300, None)
+    sc = ax.scatter(indices, accuracy, c=vals, cmap="plasma", norm=LogNorm(), zorder=2, s=28)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_ylim(0.45, 1.02)
+    ax.axhline(0.5, color="k", ls=":", lw=1)
+    ax.set_xlabel("NAD index i")
+    ax.set_ylabel("test accuracy on D($u_i$)")
+    fig.colorbar(sc, ax=ax, label="eigenvalue $\\lambda_i$")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    save(fig, path)

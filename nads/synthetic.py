@@ -38,17 +38,22 @@ class NoiseBank:
     def samples(self, v, split: str = "train"):
         """(x (n, C, H, W), y (n,)) of D(v) for a unit vector v."""
         z, y = self.split(split)
-        return directional_samples(z, y, v, self.epsilon, self.sigma).reshape(-1, *self.shape), y
+        x = directional_samples(z, y.astype(z.dtype), v, self.epsilon, self.sigma)
+        return x.reshape(-1, *self.shape), y
 
 
 def directional_samples(z, y, v, epsilon: float, sigma: float):
     """x = sigma*z + (eps*y - sigma*(z.v)) v, for numpy arrays or torch tensors alike.
 
-    z (n, D), y (n,) in {-1, +1}, v (D,) unit norm. Projection on v is exactly
-    eps*y; the orthogonal part is sigma times the orthogonal part of z.
+    z (n, D), y (n,) in {-1, +1} (same float dtype as z), v (D,) unit norm:
+    returns (n, D). With K directions v (K, D): returns (K, n, D), every
+    direction's data set built from the same noise. The projection on v is
+    exactly eps*y; the orthogonal part is sigma times the orthogonal part of z.
     """
-    coef = epsilon * y - sigma * (z @ v)
-    return sigma * z + coef[:, None] * v[None, :]
+    many = v[None] if v.ndim == 1 else v
+    coef = epsilon * y[None, :] - sigma * (many @ z.T)          # (K, n)
+    x = sigma * z[None] + coef[..., None] * many[:, None, :]    # (K, n, D)
+    return x[0] if v.ndim == 1 else x
 
 
 def _labels(rng: np.random.Generator, n: int) -> np.ndarray:

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"sigma": -0.1}, "synthetic.sigma = -0.1", ">= 0"),
     ({"n_train": 1}, "synthetic.n_train = 1", ">= 2"),
     ({"n_test": 1.5}, "synthetic.n_test = 1.5", "integer"),
-    ({"fourier_stride": 3}, "synthetic.fourier_stride = 3", "dividing H = 32 and W/2 = 16"),
+    ({"fourier_stride": 3}, "synthetic.fourier_stride = 3", "dividing H/2 = 16 and W/2 = 16"),
     ({"fourier_stride": 0}, "synthetic.fourier_stride = 0", "dividing"),
     ({"epsilon": "big"}, "synthetic.epsilon = 'big'", "must be a number"),
     ({"epsilon": True}, "synthetic.epsilon = True", "must be a number"),

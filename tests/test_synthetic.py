@@ -47,6 +47,15 @@ def test_labels_balanced_and_splits_independent(bank):
     np.testing.assert_array_equal(other.z_train, bank.z_train)
 
 
+def test_many_directions_at_once_equal_one_at_a_time(bank):
+    v = random_directions(3, 256, 2)
+    y = bank.y_test.astype(np.float32)
+    many = directional_samples(bank.z_test, y, v, 1.0, 3.0)
+    assert many.shape == (3, 1000, 256)
+    for k in range(3):
+        np.testing.assert_allclose(many[k], directional_samples(bank.z_test, y, v[k], 1.0, 3.0), atol=1e-5)
+
+
 def test_numpy_and_torch_give_the_same_samples(bank):
     v = random_directions(1, 256, 1)[0]
     xn = directional_samples(bank.z_train, bank.y_train.astype(np.float32), v, 1.0, 3.0)

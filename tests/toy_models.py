@@ -64,18 +64,18 @@ def not_a_module(in_channels, num_classes, input_size):
 class TinyBN(nn.Module):
     """Conv, batch norm, pooling: the shape of the paper's CNNs at toy size."""
 
-    def __init__(self, c, size):
+    def __init__(self, c, size, classes=1):
         super().__init__()
         self.conv = nn.Conv2d(c, 4, 3, padding=1)
         self.bn = nn.BatchNorm2d(4)
-        self.fc = nn.Linear(4 * (size // 2) ** 2, 1)
+        self.fc = nn.Linear(4 * (size // 2) ** 2, classes)
 
     def forward(self, x):
         return self.fc(nn.functional.max_pool2d(torch.relu(self.bn(self.conv(x))), 2).flatten(1))
 
 
 def tiny_bn(in_channels, num_classes, input_size):
-    model = TinyBN(in_channels, input_size)
+    model = TinyBN(in_channels, input_size, num_classes)
     # Non-trivial running statistics, so that eval-mode batch norm matters.
     model.bn.running_mean.uniform_(-1, 1)
     model.bn.running_var.uniform_(0.5, 2)

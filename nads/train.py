@@ -1,0 +1,173 @@
+"""Training: K small models trained as one batched computation.
+
+`train_batched` trains K same-architecture models, each on its own data, with
+torch.func (stacked parameters, vmap over models): one forward, one backward,
+one update per step for all K. Per-model semantics are exactly those of K
+separate torch.optim.SGD runs with gradient-norm clipping; `train_sequential`
+is that plain loop, the reference the tests and the benchmark compare against.
+
+Data comes from a `batches(step_indices) -> (x (K, B, ...), y (K, B))`
+callable, so the same engine serves the synthetic sweeps (K directions) and
+CIFAR-10 poisoning (K poisoned training sets).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call, stack_module_state, vmap
+from tqdm.auto import tqdm
+
+from .models import get_model
+from .runtime import item_seed
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """SGD with linear decay of the learning rate to 0, per step."""
+
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 0.5
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    clip: float = 0.5          # max gradient norm per model; <= 0 disables clipping
+    seed: int = 0              # batch order (shared by all models) and model init
+
+    def steps_per_epoch(self, n: int) -> int:
+        return math.ceil(n / self.batch_size)
+
+    def lr_at(self, step: int, total: int) -> float:
+        return self.lr * (1.0 - step / total)
+
+    def order(self, epoch: int, n: int) -> torch.Tensor:
+        g = torch.Generator().manual_seed(item_seed(self.seed, 1_000_000 + epoch))
+        return torch.randperm(n, generator=g)
+
+
+def init_model(arch: str, model_id: int, schedule: Schedule, in_channels: int, num_classes: int,
+               input_size: int) -> torch.nn.Module:
+    """Model `model_id` of a run: its own seeded default initialisation."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(item_seed(schedule.seed, model_id))
+        return get_model(arch, in_channels, num_classes, input_size)
+
+
+Batches = Callable[[torch.Tensor], tuple]   # indices (B,) -> (x (K, B, ...), y (K, B))
+
+
+@dataclass
+class Trained:
+    """K trained models as stacked parameters and buffers, plus the functional forward."""
+
+    params: dict
+    buffers: dict
+    skeleton: torch.nn.Module
+    diverged: torch.Tensor     # (K,) bool: non-finite loss or parameters
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Eval-mode logits (K, B, classes) for per-model inputs x (K, B, ...)."""
+        self.skeleton.eval()
+        return vmap(lambda p, b, xx: functional_call(self.skeleton, (p, b), (xx,)))(self.params, self.buffers, x)
+
+    def accuracy(self, batches: Batches, n: int, chunk: int = 1000) -> torch.Tensor:
+        """(K,) eval-mode accuracy over samples 0..n-1 of `batches`; NaN for diverged models."""
+        correct = 0
+        for start in range(0, n, chunk):
+            x, y = batches(torch.arange(start, min(start + chunk, n)))
+            correct = correct + (self.predict(x).argmax(-1) == y).sum(1)
+        acc = correct.double() / n
+        return torch.where(self.diverged.to(acc.device), torch.nan, acc)
+
+
+def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedule, device,
+                  progress: str | None = None) -> Trained:
+    """Train `models` (same architecture) as one computation; model k sees batches(idx)[.][k]."""
+    models = [m.to(device).train() for m in models]
+    params, buffers = stack_module_state(models)
+    skeleton = copy.deepcopy(models[0]).to("meta").train()
+
+    def loss_of(p, b, x, y):
+        return F.cross_entropy(functional_call(skeleton, (p, b), (x,)), y)
+
+    losses_fn = vmap(loss_of)
+    k = len(models)
+    momentum = {} if schedule.momentum else None
+    total = schedule.epochs * schedule.steps_per_epoch(n_train)
+    diverged = torch.zeros(k, dtype=torch.bool, device=device)
+    bar = tqdm(total=total, desc=progress, unit="step", disable=progress is None, mininterval=2.0)
+    step = 0
+    for epoch in range(schedule.epochs):
+        for idx in schedule.order(epoch, n_train).split(schedule.batch_size):
+            x, y = batches(idx)
+            losses = losses_fn(params, buffers, x, y)
+            grads = torch.autograd.grad(losses.sum(), list(params.values()))
+            with torch.no_grad():
+                diverged |= ~torch.isfinite(losses)
+                _sgd_step(params, grads, momentum, schedule, schedule.lr_at(step, total), k)
+            step += 1
+            bar.update()
+    bar.close()
+    with torch.no_grad():
+        for p in params.values():
+            diverged |= ~torch.isfinite(p.reshape(k, -1)).all(1)
+    return Trained(params, buffers, skeleton, diverged)
+
+
+def _sgd_step(params: dict, grads, momentum, schedule: Schedule, lr: float, k: int) -> None:
+    """torch.optim.SGD (dampening 0, not Nesterov) after clip_grad_norm_, per model."""
+    if schedule.clip > 0:
+        norms = torch.sqrt(sum(g.reshape(k, -1).pow(2).sum(1) for g in grads))
+        coef = (schedule.clip / (norms + 1e-6)).clamp(max=1.0)
+        grads = [g * coef.view(k, *([1] * (g.dim() - 1))) for g in grads]
+    for (name, p), g in zip(params.items(), grads):
+        if schedule.weight_decay:
+            g = g + schedule.weight_decay * p
+        if momentum is not None:
+            if name in momentum:
+                g = momentum[name].mul_(schedule.momentum).add_(g)
+            else:  # torch.optim.SGD: the first step's buffer is the gradient itself
+                g = momentum[name] = g.clone()
+        p.sub_(lr * g)
+
+
+def train_sequential(model: torch.nn.Module, batches: Batches, n_train: int, schedule: Schedule, device):
+    """The plain loop for one model (batches return K = 1): torch.optim.SGD,
+    clip_grad_norm_, LambdaLR. The reference for `train_batched`."""
+    model = model.to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum,
+                          weight_decay=schedule.weight_decay)
+    total = schedule.epochs * schedule.steps_per_epoch(n_train)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / total)
+    for epoch in range(schedule.epochs):
+        for idx in schedule.order(epoch, n_train).split(schedule.batch_size):
+            x, y = batches(idx)
+            loss = F.cross_entropy(model(x[0]), y[0])
+            opt.zero_grad()
+            loss.backward()
+            if schedule.clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), schedule.clip)
+            opt.step()
+            sched.step()
+    return model.eval()
+
+
+def auto_models_per_batch(device: torch.device, requested: int | None) -> int:
+    if requested:
+        return requested
+    # CPU: 16 LeNets per step saturate two cores; GPUs take many more.
+    return 16 if device.type == "cpu" else 128
+
+
+def chunks(n: int, size: int):
+    return [list(range(a, min(a + size, n))) for a in range(0, n, size)]
+
+
+def as_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()

@@ -1,0 +1,61 @@
+"""Stage `sweep@<arch>-<family>`: accuracy of `arch` on D(v) for each direction of a family."""
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from nads import config, io, plots
+from nads.synthetic import load_bank
+from nads.sweep import sweep
+from stages.common import finish, stage
+
+
+def main(arch: str, family: str) -> None:
+    with stage("sweep", {"arch": arch, "family": family}) as (cfg, run):
+        bank, freqs, fourier = load_bank("data/synthetic")
+        out = Path("results/sweep") / arch / family
+        if family == "fourier":
+            directions, columns = fourier, {"k1": freqs[:, 0], "k2": freqs[:, 1]}
+        else:
+            nads, vals, indices = nad_directions(arch, cfg, bank.shape)
+            directions, columns = nads[indices], {"index": indices, "eigenvalue": vals[indices]}
+        acc = sweep(arch, bank, directions, cfg.schedule(), cfg.device, cfg.models_per_batch or None,
+                    progress=f"sweep {arch} {family}")
+        io.write_csv(out / "accuracy.csv", {**columns, **acc})
+
+        test = acc["test_acc"]
+        metrics = {"n_directions": len(test), "mean_test_acc": float(np.nanmean(test)),
+                   "frac_test_acc_above_0.9": float(np.mean(test > 0.9)), "n_diverged": int(np.isnan(test).sum())}
+        title = f"{arch} on D(v), {bank.shape[1]}x{bank.shape[2]}, {cfg.epochs} epochs, n={len(bank.y_train)}"
+        if family == "fourier":
+            figure = out / "heatmap.png"
+            plots.fourier_heatmap(freqs, test, bank.shape, load_stride(), figure, title=title)
+        else:
+            figure = out / "curve.png"
+            metrics["spearman_index_vs_test_acc"] = float(spearmanr(indices, test, nan_policy="omit").statistic)
+            plots.nad_curve(indices, test, vals[indices], figure, title=title)
+        finish(run, metrics, out / "metrics.json", figure, out / "accuracy.csv")
+
+
+def nad_directions(arch: str, cfg, shape):
+    """The architecture's NADs, eigenvalues and the checked list of indices."""
+    config.check_sweep_has_nads(cfg, config.load("nads"))
+    path = Path("results/nads") / arch
+    nads, vals = np.load(path / "nads.npy"), np.load(path / "eigenvalues.npy")
+    if nads.shape[1] != int(np.prod(shape)):
+        raise config.ParamError(f"nads.input_shape: NADs of {arch} have dimension {nads.shape[1]}, the synthetic "
+                                f"data {shape}; set nads.input_shape = synthetic.input_shape")
+    indices = np.array(cfg.nad_indices)
+    if indices.max() >= len(nads):
+        raise config.ParamError(f"sweep.nad_indices = {list(cfg.nad_indices)}: {arch} has {len(nads)} NADs "
+                                f"(indices 0..{len(nads) - 1})")
+    return nads, vals, indices
+
+
+def load_stride() -> int:
+    return int(io.read_json("data/synthetic/meta.json")["fourier_stride"])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
