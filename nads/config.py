@@ -144,13 +144,9 @@ class Nads(Section):
 
 
 @dataclass(frozen=True)
-class Sweep(Section):
-    """Direction sweeps: one classifier per direction, per architecture and family."""
+class Training(Section):
+    """SGD with linear decay to 0, per step; shared by every section that trains."""
 
-    name: typing.ClassVar[str] = "sweep"
-    archs: tuple[str, ...] = ("logreg", "lenet")
-    families: tuple[str, ...] = ("fourier", "nad")
-    nad_indices: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 700, 1000)
     epochs: int = 20
     batch_size: int = 128
     lr: float = 0.5
@@ -169,11 +165,7 @@ class Sweep(Section):
             try:
                 check_arch(arch)
             except ValueError as e:
-                raise ParamError(f"sweep.archs: {e}") from None
-        self.require("families", len(self.families) >= 1 and set(self.families) <= {"fourier", "nad"},
-                     "allowed: a non-empty list of fourier, nad")
-        self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
-                     "must be a non-empty list of integers >= 0")
+                raise ParamError(f"{self.name}.archs: {e}") from None
         self.require("epochs", self.epochs >= 1, "must be an integer >= 1")
         self.require("batch_size", self.batch_size >= 1, "must be an integer >= 1")
         self.require("lr", self.lr > 0, "must be > 0")
@@ -190,13 +182,75 @@ class Sweep(Section):
         return Schedule(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.clip, self.seed)
 
 
+@dataclass(frozen=True)
+class Sweep(Training):
+    """Direction sweeps: one classifier per direction, per architecture and family."""
+
+    name: typing.ClassVar[str] = "sweep"
+    archs: tuple[str, ...] = ("logreg", "lenet")
+    nad_indices: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 700, 1000)
+
+    def check(self) -> None:
+        super().check()
+        self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
+                     "must be a non-empty list of integers >= 0")
+
+
+@dataclass(frozen=True)
+class Cifar10(Section):
+    """Where CIFAR-10 comes from."""
+
+    name: typing.ClassVar[str] = "cifar10"
+    source: str = "download"
+
+    def check(self) -> None:
+        self.require("source", bool(self.source), "must be 'download' or a path to a local copy")
+
+
+@dataclass(frozen=True)
+class Poison(Training):
+    """CIFAR-10 with a NAD carrier per class in the training set."""
+
+    name: typing.ClassVar[str] = "poison"
+    archs: tuple[str, ...] = ("lenet",)
+    nad_indices: tuple[int, ...] = (0, 10, 100, 1000)
+    epsilon: float = 0.05
+    n_train: int = 0
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def check(self) -> None:
+        super().check()
+        self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
+                     "must be a non-empty list of integers >= 0")
+        self.require("epsilon", self.epsilon > 0, "must be > 0 (the carrier's amplitude, pixels in [0, 1])")
+        self.require("n_train", self.n_train >= 0, "must be >= 0 (0 = the whole training set)")
+
+
+@dataclass(frozen=True)
+class Flip(Training):
+    """CIFAR-10 re-expressed in the reversed NAD basis, against the original."""
+
+    name: typing.ClassVar[str] = "flip"
+    archs: tuple[str, ...] = ("lenet",)
+    n_train: int = 0
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+
+    def check(self) -> None:
+        super().check()
+        self.require("n_train", self.n_train >= 0, "must be >= 0 (0 = the whole training set)")
+
+
 def _check_device(section) -> None:
     d = section.device
     ok = d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())
     section.require("device", ok, "allowed: auto, cpu, cuda, cuda:N")
 
 
-SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep)}
+SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep, Cifar10, Poison, Flip)}
 TOP_LEVEL = {"profile"}
 
 
@@ -237,13 +291,15 @@ def check_all(path="params.yaml") -> dict:
             _fail(key, raw[key], f"unknown section; allowed: {', '.join(allowed)}")
     profile(path)
     sections = {name: load(name, path) for name in SECTIONS if name in raw}
-    if "sweep" in sections and "nads" in sections and "nad" in sections["sweep"].families:
-        check_sweep_has_nads(sections["sweep"], sections["nads"])
+    for name in ("sweep", "poison", "flip"):
+        if name in sections and "nads" in sections:
+            check_has_nads(sections[name], sections["nads"])
     return sections
 
 
-def check_sweep_has_nads(sweep: "Sweep", nads: "Nads") -> None:
-    missing = [a for a in sweep.archs if a not in nads.archs]
+def check_has_nads(section: Section, nads: "Nads") -> None:
+    """Sections that use an architecture's NADs need them estimated (on 1x32x32 inputs)."""
+    missing = [a for a in section.archs if a not in nads.archs]
     if missing:
-        _fail("sweep.archs", list(sweep.archs), f"{', '.join(missing)} not in nads.archs; the nad family needs "
-              "their NADs: add them to nads.archs")
+        _fail(f"{section.name}.archs", list(section.archs), f"{', '.join(missing)} not in nads.archs; "
+              f"this stage needs their NADs: add them to nads.archs")

@@ -98,3 +98,41 @@ def nad_curve(indices, accuracy, eigenvalues, path, title: str = "") -> None:
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
     save(fig, path)
+
+
+def image_grid(images, labels, classes, path, per_class: int = 8) -> None:
+    """The first `per_class` images (N, H, W, 3) uint8 of every class, one row per class."""
+    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.8, len(classes) * 0.85))
+    for c, name in enumerate(classes):
+        for j, i in enumerate(np.flatnonzero(labels == c)[:per_class]):
+            axes[c, j].imshow(images[i])
+        for ax in axes[c]:
+            ax.axis("off")
+        axes[c, 0].set_title(name, fontsize=7, loc="left")
+    save(fig, path)
+
+
+def poison_curve(indices, accuracy, baseline: float, path, title: str = "") -> None:
+    """Clean test accuracy against the NAD index of the carrier (log x), baseline as a line."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(indices, accuracy, "o-", label="carrier on NAD k")
+    ax.axhline(baseline, color="k", ls="--", lw=1, label="clean training set")
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("NAD index k of the carrier")
+    ax.set_ylabel("clean test accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
+    save(fig, path)
+
+
+def bars(values: dict, path, ylabel: str = "", title: str = "") -> None:
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    names = list(values)
+    ax.bar(names, [values[n] for n in names], color=["tab:blue", "tab:orange", "tab:green"][: len(names)])
+    for i, n in enumerate(names):
+        ax.text(i, values[n], f"{values[n]:.3f}", ha="center", va="bottom", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    save(fig, path)

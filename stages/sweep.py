@@ -40,7 +40,7 @@ def main(arch: str, family: str) -> None:
 
 def nad_directions(arch: str, cfg, shape):
     """The architecture's NADs, eigenvalues and the checked list of indices."""
-    config.check_sweep_has_nads(cfg, config.load("nads"))
+    config.check_has_nads(cfg, config.load("nads"))
     path = Path("results/nads") / arch
     nads, vals = np.load(path / "nads.npy"), np.load(path / "eigenvalues.npy")
     if nads.shape[1] != int(np.prod(shape)):

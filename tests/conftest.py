@@ -52,7 +52,8 @@ class Repo:
 
 
 TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8},
-        "nads": {"n_networks": 6}}
+        "nads": {"n_networks": 6},
+        "sweep": {"epochs": 1, "nad_indices": [0, 1, 5, 1000]}}
 
 
 @pytest.fixture

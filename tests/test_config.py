@@ -57,7 +57,7 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(ParamError, match="not valid YAML"):
         config.load("synthetic", p)
     p.write_text("profile: quick\nsynthtic: {}\n")
-    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: profile, synthetic"):
+    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: cifar10, flip, nads, poison, profile, sweep, synthetic"):
         config.check_all(p)
     with pytest.raises(ParamError, match="synthetic: section missing"):
         config.load("synthetic", p)

@@ -2,15 +2,22 @@
 import hashlib
 import json
 import shutil
+import signal
+import subprocess
 import sys
+import time
 
 import mlflow
 import numpy as np
 import pytest
 
 from conftest import run
+from nads import io
 
 pytestmark = pytest.mark.slow
+
+
+SWEEPS = {f"sweep-{family}@{arch}" for family in ("fourier", "nad") for arch in ("logreg", "lenet")}
 
 
 def digest(root, *dirs):
@@ -52,13 +59,13 @@ def test_synthetic_stage_caches_tracks_and_round_trips(repo):
     # Nothing changed: nothing runs.
     again = repo.dvc("repro", "synthetic")
     assert ran(again) == set() and "didn't change" in again.stdout
-    assert ran(repo.dvc("repro")) == {"nads@logreg", "nads@lenet"}
+    assert ran(repo.dvc("repro")) == {"nads@logreg", "nads@lenet"} | SWEEPS
     assert ran(repo.dvc("repro")) == set()
 
     # One synthetic param changed: that stage reruns (and no other), with new outputs.
     repo.set_params(synthetic={"seed": 1})
     assert "synthetic.seed" in repo.dvc("params", "diff").stdout
-    assert ran(repo.dvc("repro")) == {"synthetic"}
+    assert ran(repo.dvc("repro")) == {"synthetic"} | SWEEPS  # the sweeps train on its data
     changed = digest(repo.path, "data/synthetic")
     assert changed["data/synthetic/noise_train.npy"] != outs["data/synthetic/noise_train.npy"]
     assert len(mlflow.search_runs(experiment_names=["nads"], filter_string="tags.stage = 'synthetic'")) == 2
@@ -123,9 +130,53 @@ def test_nads_stage_per_architecture(repo):
     # n_networks changes both NAD stages, not the synthetic data; device changes nothing.
     repo.set_params(nads={"device": "cpu"})
     assert ran(repo.dvc("repro", "nads")) == set()
+    repo.dvc("repro")
+    # New NADs retrain the NAD sweeps, not the Fourier ones.
     repo.set_params(nads={"n_networks": 8})
-    assert ran(repo.dvc("repro", "nads")) == {"nads@logreg", "nads@lenet"}
+    assert ran(repo.dvc("repro")) == {"nads@logreg", "nads@lenet", "sweep-nad@logreg", "sweep-nad@lenet"}
     # An unknown architecture is refused before anything runs.
     repo.set_params(nads={"archs": ["logreg", "lenett"]})
     bad = repo.dvc("repro", check=False)
     assert bad.returncode != 0 and "lenett" in bad.stderr + bad.stdout
+
+
+def test_sweep_stages_write_tables_figures_metrics(repo):
+    repo.dvc("repro")
+    for arch in ("logreg", "lenet"):
+        four = io.read_csv(repo.path / f"results/sweep/{arch}/fourier/accuracy.csv")
+        assert list(four) == ["k1", "k2", "test_acc", "train_acc"] and len(four["k1"]) == 10
+        nad = io.read_csv(repo.path / f"results/sweep/{arch}/nad/accuracy.csv")
+        assert list(nad) == ["index", "eigenvalue", "test_acc", "train_acc"]
+        assert nad["index"] == ["0", "1", "5", "1000"]
+        for table in (four, nad):
+            acc = np.array(table["test_acc"] + table["train_acc"], dtype=float)
+            assert np.all((acc >= 0) & (acc <= 1))
+        assert (repo.path / f"results/sweep/{arch}/fourier/heatmap.png").stat().st_size > 5000
+        assert (repo.path / f"results/sweep/{arch}/nad/curve.png").stat().st_size > 5000
+        m = json.loads((repo.path / f"results/sweep/{arch}/nad/metrics.json").read_text())
+        assert {"mean_test_acc", "frac_test_acc_above_0.9", "spearman_index_vs_test_acc", "n_diverged"} <= set(m)
+    shown = repo.dvc("metrics", "show").stdout
+    assert "results/sweep/lenet/nad/metrics.json" in shown and "results/nads/lenet/metrics.json" in shown
+
+    # A NAD index beyond the basis is refused with the allowed range.
+    repo.set_params(sweep={"nad_indices": [0, 5000]})
+    bad = run([sys.executable, "-m", "stages.sweep", "lenet", "nad"], repo.path, repo.env, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == ("error: sweep.nad_indices = [0, 5000]: lenet has 1024 NADs (indices 0..1023)")
+
+
+def test_interrupted_sweep_leaves_no_partial_csv(repo):
+    repo.dvc("repro", "nads@lenet")
+    repo.set_params(synthetic={"n_train": 2000}, sweep={"epochs": 50})
+    repo.dvc("repro", "synthetic")
+    proc = subprocess.Popen([sys.executable, "-m", "stages.sweep", "lenet", "fourier"], cwd=repo.path,
+                            env=repo.env, stderr=subprocess.PIPE, text=True)
+    seen, deadline = "", time.time() + 120
+    while "step" not in seen and time.time() < deadline:  # progress bars end lines with \r
+        seen += proc.stderr.read(1)
+    assert "sweep lenet fourier" in seen  # interrupted while training
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=60)
+    assert proc.returncode != 0
+    out = repo.path / "results/sweep/lenet/fourier"
+    assert not out.exists() or sorted(p.name for p in out.iterdir()) == []

@@ -1,0 +1,113 @@
+"""CIFAR-10 experiments: NAD-carrier poisoning and the flipped NAD basis.
+
+Both train several models of one architecture as one batched computation
+(`nads.train.train_batched`), each on its own version of the training set.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .datasets import Cifar10, carriers, complete_basis, flip_basis, normalise, poison
+from .executor import cpu_workers, run_shards
+from .runtime import resolve_device
+from .train import Schedule, chunks, init_model, train_batched
+
+
+def _pixels(x_uint8: torch.Tensor) -> torch.Tensor:
+    """(B, 32, 32, 3) uint8 -> (B, 3, 32, 32) float in [0, 1]."""
+    return x_uint8.permute(0, 3, 1, 2).float() / 255.0
+
+
+def carrier_batches(x, poison_as, labels, carrier_sets, signs, epsilon: float):
+    """Batches for K models: model k sees x with carrier set k applied (images of
+    class poison_as[i] get that class's carrier) and is scored against labels.
+
+    carrier_sets (K, 10, 3072); an all-zero set leaves the images clean.
+    """
+    k = carrier_sets.shape[0]
+
+    def batches(idx):
+        idx = idx.to(x.device)
+        clean = _pixels(x[idx]).reshape(len(idx), -1)
+        cls = poison_as[idx]
+        xs = torch.stack([poison(clean, cls, carrier_sets[j], signs, epsilon) for j in range(k)])
+        xs = normalise(xs.reshape(k * len(idx), 3, 32, 32)).reshape(k, len(idx), 3, 32, 32)
+        return xs, labels[idx].expand(k, -1)
+
+    return batches
+
+
+def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: float, schedule: Schedule,
+              n_train: int = 0, device: str = "auto", models_per_batch: int | None = None,
+              workers: int | None = None) -> list[dict]:
+    """Train `arch` on CIFAR-10 poisoned along NAD k, for each k, plus a clean baseline.
+
+    Returns one row per model: nad_index ("clean" first), clean_test_acc,
+    poisoned_train_acc (on its own poisoned training set) and carrier_success
+    (test images given the carrier of class (t + 1) mod 10: fraction predicted
+    as that class; NaN for the clean model, which has no carrier).
+    """
+    zero = np.zeros((10, 3 * nads.shape[1]), np.float32)
+    sets = [zero] + [carriers(nads, k)[0] for k in nad_indices]
+    signs = carriers(nads, 0)[1]
+    names = ["clean"] + [int(k) for k in nad_indices]
+    dev = resolve_device(device)
+    groups = chunks(len(sets), models_per_batch or len(sets))
+    if workers is None:
+        workers = cpu_workers() if dev.type == "cpu" and len(groups) > 1 else 1
+    jobs = [(arch, data, np.stack([sets[i] for i in ids]), signs, ids, epsilon, schedule, n_train, str(dev))
+            for ids in groups]
+    results = {}
+    for job, part in zip(jobs, run_shards(_poison_group, jobs, workers)):
+        results.update(zip(job[4], part))
+    rows = []
+    for i, name in enumerate(names):
+        r = results[i]
+        rows.append({"nad_index": name, "clean_test_acc": r[0], "poisoned_train_acc": r[1],
+                     "carrier_success": float("nan") if name == "clean" else r[2]})
+    return rows
+
+
+def _poison_group(job):
+    arch, data, sets, signs, ids, epsilon, schedule, n_train, device = job
+    dev = torch.device(device)
+    n = n_train or len(data.y_train)
+    x_tr = torch.from_numpy(data.x_train[:n]).to(dev)
+    y_tr = torch.from_numpy(data.y_train[:n]).to(dev)
+    x_te, y_te = torch.from_numpy(data.x_test).to(dev), torch.from_numpy(data.y_test).to(dev)
+    c = torch.from_numpy(sets).to(dev)
+    s = torch.from_numpy(signs).to(dev)
+    models = [init_model(arch, i, schedule, 3, 10, 32) for i in ids]
+    trained = train_batched(models, carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n, schedule, dev)
+    clean = trained.accuracy(carrier_batches(x_te, y_te, y_te, torch.zeros_like(c), s, epsilon), len(y_te))
+    fit = trained.accuracy(carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n)
+    other = (y_te + 1) % 10
+    success = trained.accuracy(carrier_batches(x_te, other, other, c, s, epsilon), len(y_te))
+    return [tuple(float(v[j]) for v in (clean, fit, success)) for j in range(len(ids))]
+
+
+def flipped(arch: str, data: Cifar10, nads: np.ndarray, schedule: Schedule, n_train: int = 0,
+            device: str = "auto") -> dict:
+    """Test accuracy of `arch` trained on CIFAR-10 and on its flipped-NAD-basis version.
+
+    Every normalised image, train and test, each channel, becomes U^T flip(U x);
+    both models train with identical settings (and initialisations).
+    """
+    dev = resolve_device(device)
+    basis = torch.from_numpy(complete_basis(nads)).to(dev)
+    n = n_train or len(data.y_train)
+    views = {}
+    for split, x in (("train", data.x_train[:n]), ("test", data.x_test)):
+        base = normalise(_pixels(torch.from_numpy(x).to(dev)))
+        views[split] = torch.stack([base, flip_basis(base, basis).reshape(base.shape)])  # (2, N, 3, 32, 32)
+    y = {"train": torch.from_numpy(data.y_train[:n]).to(dev), "test": torch.from_numpy(data.y_test).to(dev)}
+
+    def batches(split):
+        return lambda idx: (views[split][:, idx.to(dev)], y[split][idx.to(dev)].expand(2, -1))
+
+    # Model 0 for both: the same initialisation, so only the data differ.
+    models = [init_model(arch, 0, schedule, 3, 10, 32) for _ in range(2)]
+    trained = train_batched(models, batches("train"), n, schedule, dev)
+    acc = trained.accuracy(batches("test"), len(y["test"]))
+    return {"original_test_acc": float(acc[0]), "flipped_test_acc": float(acc[1])}

@@ -1,0 +1,230 @@
+"""CIFAR-10 from any of its usual forms into one cached format; poisoning; NAD-basis flip.
+
+Sources (`cifar10.source`):
+  download                    torchvision's download of the original release (md5-checked)
+  .../cifar-10-python.tar.gz  the original release (md5-checked)
+  .../cifar-10-batches-py/    its extracted folder
+  .../tree/ or .../tree.tar.gz  an image-folder tree: train/<class>/*, test/<class>/*,
+                              classes in CIFAR-10's label order
+All become uint8 arrays (N, 32, 32, 3), int64 labels and the class names.
+"""
+from __future__ import annotations
+
+import hashlib
+import io as _io
+import pickle
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import io
+from .config import ParamError
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+ORIGINAL_MD5 = "c58f30108f718f92721af3b95e74349a"
+BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+# Per-channel mean and standard deviation of CIFAR-10's training set: the
+# normalisation of the paper's code.
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2023, 0.1994, 0.2010)
+
+
+@dataclass
+class Cifar10:
+    x_train: np.ndarray   # (N, 32, 32, 3) uint8
+    y_train: np.ndarray   # (N,) int64
+    x_test: np.ndarray
+    y_test: np.ndarray
+    classes: tuple
+
+    def save(self, out_dir) -> None:
+        with io.atomic_path(out_dir) as tmp:
+            tmp.mkdir()
+            for name in ("x_train", "y_train", "x_test", "y_test"):
+                io.save_npy(tmp / f"{name}.npy", getattr(self, name))
+            io.write_json(tmp / "classes.json", list(self.classes))
+
+    @classmethod
+    def load(cls, data_dir) -> "Cifar10":
+        data_dir = Path(data_dir)
+        if not (data_dir / "classes.json").is_file():
+            raise FileNotFoundError(f"{data_dir}: no converted CIFAR-10 here; run `dvc repro cifar10` first")
+        arrays = {n: np.load(data_dir / f"{n}.npy") for n in ("x_train", "y_train", "x_test", "y_test")}
+        return cls(**arrays, classes=tuple(io.read_json(data_dir / "classes.json")))
+
+
+def _bad(source, found: str):
+    raise ParamError(f"cifar10.source = {str(source)!r}: {found}. Allowed: 'download', the original "
+                     "cifar-10-python.tar.gz or its cifar-10-batches-py/ folder, or an image-folder tree "
+                     "(train/<class>/*, test/<class>/*) or a .tar.gz of one")
+
+
+def load_source(source: str, download_dir="data/downloads") -> Cifar10:
+    """Read CIFAR-10 from `source`; any problem is a one-line ParamError saying what was found."""
+    if source == "download":
+        return _download(download_dir)
+    path = Path(source).expanduser()
+    if not path.exists():
+        _bad(source, "no such file or directory")
+    if path.is_dir():
+        if (path / "cifar-10-batches-py").is_dir():
+            path = path / "cifar-10-batches-py"
+        if (path / "data_batch_1").exists():
+            return _from_batches(source, lambda name: (path / name).read_bytes() if (path / name).is_file() else None)
+        if (path / "train").is_dir() or (path / "test").is_dir():
+            files = {str(p.relative_to(path)): p for p in path.rglob("*") if p.is_file()}
+            return _from_image_tree(source, {k: (lambda p=p: p.read_bytes()) for k, p in files.items()})
+        _bad(source, f"a folder with neither data_batch_* files nor train/ and test/ ({sorted(p.name for p in path.iterdir())[:5]})")
+    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        return _from_archive(source, path)
+    _bad(source, f"a file that is not a .tar.gz archive ({path.name})")
+
+
+def _from_archive(source, path: Path) -> Cifar10:
+    try:
+        with tarfile.open(path) as tar:
+            members = {m.name: m for m in tar.getmembers() if m.isfile()}
+            if any(n.endswith("cifar-10-batches-py/data_batch_1") for n in members):
+                digest = _md5(path)
+                if digest != ORIGINAL_MD5:
+                    _bad(source, f"an archive of the original release whose md5 is {digest}, not {ORIGINAL_MD5} "
+                                 "(truncated or corrupt)")
+                by_base = {n.rsplit("/", 1)[-1]: m for n, m in members.items()}
+                return _from_batches(source, lambda name: tar.extractfile(by_base[name]).read()
+                                     if name in by_base else None)
+            # An image tree, possibly under one top-level folder.
+            data = {n: tar.extractfile(m).read() for n, m in members.items()
+                    if n.lower().endswith(IMAGE_SUFFIXES)}
+    except (tarfile.TarError, EOFError, OSError) as e:
+        _bad(source, f"an unreadable archive ({type(e).__name__}: {e}); it may be truncated or corrupt")
+    roots = {n.split("/train/")[0] if "/train/" in n else n.split("/test/")[0] if "/test/" in n else None
+             for n in data}
+    prefix = {r for r in roots if r} or {""}
+    strip = (prefix.pop() + "/") if len(prefix) == 1 and "" not in prefix else ""
+    return _from_image_tree(source, {n[len(strip):]: (lambda b=b: b) for n, b in data.items()})
+
+
+def _md5(path: Path) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _from_batches(source, read) -> Cifar10:
+    def batch(name):
+        raw = read(name)
+        if raw is None:
+            _bad(source, f"the original release's folder without its {name} file")
+        try:
+            d = pickle.loads(raw, encoding="bytes")
+            x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+            return x, np.asarray(d[b"labels"], dtype=np.int64)
+        except Exception as e:  # noqa: BLE001 - any failure here is a corrupt batch file
+            _bad(source, f"a corrupt {name} ({type(e).__name__})")
+
+    parts = [batch(n) for n in BATCHES]
+    x_test, y_test = batch("test_batch")
+    return Cifar10(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                   x_test, y_test, CLASSES)
+
+
+def _from_image_tree(source, files: dict) -> Cifar10:
+    """files: {"train/<class>/<name>": () -> bytes}. Sorted by class, then file name."""
+    from PIL import Image
+
+    splits = {}
+    for split in ("train", "test"):
+        names = sorted(n for n in files if n.startswith(f"{split}/") and n.count("/") == 2
+                       and n.lower().endswith(IMAGE_SUFFIXES))
+        classes = sorted({n.split("/")[1] for n in names})
+        if not names:
+            _bad(source, f"an image tree without {split}/<class>/ images")
+        if tuple(classes) != CLASSES:
+            _bad(source, f"an image tree whose {split}/ classes are {classes}, not CIFAR-10's {list(CLASSES)}")
+        xs = np.empty((len(names), 32, 32, 3), dtype=np.uint8)
+        for i, n in enumerate(names):
+            try:
+                img = Image.open(_io.BytesIO(files[n]())).convert("RGB")
+            except Exception as e:  # noqa: BLE001
+                _bad(source, f"an unreadable image {n} ({type(e).__name__})")
+            if img.size != (32, 32):
+                _bad(source, f"an image {n} of size {img.size[0]}x{img.size[1]}, not 32x32")
+            xs[i] = np.asarray(img)
+        ys = np.array([CLASSES.index(n.split("/")[1]) for n in names], dtype=np.int64)
+        splits[split] = (xs, ys)
+    return Cifar10(*splits["train"], *splits["test"], CLASSES)
+
+
+def _download(download_dir) -> Cifar10:
+    from torchvision.datasets import CIFAR10
+
+    root = Path(download_dir)
+    try:
+        CIFAR10(root=str(root), train=True, download=True)  # verifies the archive's md5
+    except Exception as e:  # noqa: BLE001 - offline, proxy, corrupt download: all mean "set a local source"
+        raise ParamError(f"cifar10.source = 'download': could not download CIFAR-10 ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}); set cifar10.source to a local copy, "
+                         "e.g. dvc exp run -S cifar10.source=/path/to/cifar-10-python.tar.gz") from None
+    return load_source(str(root / "cifar-10-batches-py"))
+
+
+# ---------------------------------------------------------------- poisoning and flip
+def carriers(nads: np.ndarray, k: int, channels: int = 3, n_classes: int = 10):
+    """(carriers (n_classes, C*H*W), signs (n_classes,)) of the NAD-k poisoning.
+
+    Class t: NAD k (t < 6) or k+1 (t >= 6) placed in channel t mod 3, sign +1
+    for odd t and -1 for even t. nads: rows of a 1-channel NAD basis.
+    """
+    if k + 1 >= len(nads):
+        raise ParamError(f"poison.nad_indices: index {k} needs NADs {k} and {k + 1}; only {len(nads)} exist")
+    dim = nads.shape[1]
+    out = np.zeros((n_classes, channels, dim), dtype=np.float32)
+    for t in range(n_classes):
+        out[t, t % 3] = nads[k if t < 6 else k + 1]
+    signs = np.array([1.0 if t % 2 else -1.0 for t in range(n_classes)], dtype=np.float32)
+    return out.reshape(n_classes, channels * dim), signs
+
+
+def poison(x, y, carrier, signs, epsilon: float):
+    """Replace each image's projection on its class carrier by sign * epsilon.
+
+    x (N, D) float (pixels in [0, 1]), y (N,) int labels; numpy or torch alike.
+    """
+    u = carrier[y]
+    proj = (x * u).sum(1)
+    return x + (signs[y] * epsilon - proj)[:, None] * u
+
+
+def complete_basis(u: np.ndarray, seed: int = 0) -> np.ndarray:
+    """u (k, D) orthonormal rows -> (D, D): u followed by an orthonormal basis of its complement."""
+    k, dim = u.shape
+    if k == dim:
+        return u
+    rest = np.random.default_rng(seed).standard_normal((dim - k, dim))
+    rest -= (rest @ u.T) @ u
+    q, _ = np.linalg.qr(rest.T)
+    return np.concatenate([u, q.T.astype(u.dtype)])
+
+
+def flip_basis(x, basis):
+    """x (N, C, H, W) -> each channel re-expressed in the reversed basis: U^T flip(U x).
+
+    basis (D, D) orthonormal rows, D = H*W. An orthogonal map; applied twice it is the identity.
+    """
+    n, c = x.shape[:2]
+    coeffs = x.reshape(n * c, -1) @ basis.T
+    return (coeffs.flip(1) if hasattr(coeffs, "flip") else coeffs[:, ::-1]) @ basis
+
+
+def normalise(x):
+    """(N, 3, H, W) pixels in [0, 1] -> CIFAR-10 mean/std normalisation (the paper's)."""
+    import torch
+
+    mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std

@@ -1,0 +1,43 @@
+"""Stage `poison@<arch>`: CIFAR-10 with a carrier along NAD k per class, for each k, and a clean baseline."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nads import config, io, plots
+from nads.cifar import poisoning
+from nads.datasets import Cifar10
+from stages.common import finish, stage
+
+
+def main(arch: str) -> None:
+    with stage("poison", {"arch": arch}) as (cfg, run):
+        nads = load_nads(cfg, arch)
+        data = Cifar10.load("data/cifar10")
+        out = Path("results/poison") / arch
+        rows = poisoning(arch, data, nads, cfg.nad_indices, cfg.epsilon, cfg.schedule(), cfg.n_train,
+                         cfg.device, cfg.models_per_batch or None)
+        io.write_csv(out / "results.csv", {k: [r[k] for r in rows] for k in rows[0]})
+        clean, poisoned = rows[0], rows[1:]
+        metrics = {"clean_baseline_test_acc": clean["clean_test_acc"],
+                   **{f"nad{r['nad_index']}_clean_test_acc": r["clean_test_acc"] for r in poisoned},
+                   **{f"nad{r['nad_index']}_carrier_success": r["carrier_success"] for r in poisoned},
+                   "max_drop_vs_clean": clean["clean_test_acc"] - min(r["clean_test_acc"] for r in poisoned)}
+        plots.poison_curve([r["nad_index"] for r in poisoned], [r["clean_test_acc"] for r in poisoned],
+                           clean["clean_test_acc"], out / "curve.png",
+                           title=f"{arch}: CIFAR-10 with a carrier on NAD k (eps={cfg.epsilon})")
+        finish(run, metrics, out / "metrics.json", out / "curve.png", out / "results.csv")
+
+
+def load_nads(cfg, arch: str) -> np.ndarray:
+    """The architecture's NADs, which must be of 1x32x32 inputs."""
+    config.check_has_nads(cfg, config.load("nads"))
+    nads = np.load(Path("results/nads") / arch / "nads.npy")
+    if nads.shape[1] != 1024:
+        raise config.ParamError(f"nads.input_shape: the {cfg.name} stage uses NADs of 1x32x32 inputs; "
+                                f"{arch}'s have dimension {nads.shape[1]}")
+    return nads
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,143 @@
+"""CIFAR-10 loaders on tiny archives of every supported format, poisoning and the flip."""
+import io as _io
+import pickle
+import tarfile
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nads import datasets
+from nads.config import ParamError
+from nads.datasets import CLASSES, carriers, complete_basis, flip_basis, load_source, poison
+
+RNG = np.random.default_rng(0)
+# Two images per class per split, as PNG-safe uint8 arrays (PNG is lossless, so every format agrees).
+X = {s: RNG.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8) for s in ("train", "test")}
+Y = {s: np.repeat(np.arange(10), 2) for s in ("train", "test")}
+
+
+def _batch(x, y):
+    return pickle.dumps({b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1), b"labels": list(map(int, y))})
+
+
+def make_batches_dir(root):
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    # The original release: five training batches and a test batch.
+    for i, part in enumerate(np.array_split(np.arange(20), 5), start=1):
+        (d / f"data_batch_{i}").write_bytes(_batch(X["train"][part], Y["train"][part]))
+    (d / "test_batch").write_bytes(_batch(X["test"], Y["test"]))
+    return d
+
+
+def make_tree(root, classes=CLASSES):
+    for s in ("train", "test"):
+        for i, (x, y) in enumerate(zip(X[s], Y[s])):
+            p = root / s / classes[y] / f"{i:04d}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x).save(p)
+    return root
+
+
+def tar_of(folder, out, arcname):
+    with tarfile.open(out, "w:gz") as tar:
+        tar.add(folder, arcname=arcname)
+    return out
+
+
+def check(data):
+    for s in ("train", "test"):
+        x, y = (data.x_train, data.y_train) if s == "train" else (data.x_test, data.y_test)
+        order = np.lexsort((np.arange(len(y)), y))  # image trees come back sorted by class
+        np.testing.assert_array_equal(np.sort(y), Y[s])
+        ref = X[s][np.argsort(Y[s], kind="stable")]
+        np.testing.assert_array_equal(x[order], ref)
+    assert data.classes == CLASSES
+
+
+def test_every_format_loads_to_the_same_arrays(tmp_path):
+    batches = make_batches_dir(tmp_path / "orig")
+    check(load_source(str(batches)))
+    check(load_source(str(tmp_path / "orig")))  # the folder holding cifar-10-batches-py/
+    tree = make_tree(tmp_path / "tree")
+    check(load_source(str(tree)))
+    check(load_source(str(tar_of(tree, tmp_path / "tree.tar.gz", "cifar10"))))  # under a top-level folder
+    check(load_source(str(tar_of(tree, tmp_path / "flat.tar.gz", "."))))  # train/ and test/ at the top
+
+
+def test_original_archive_is_checksummed(tmp_path):
+    archive = tar_of(make_batches_dir(tmp_path / "orig"), tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py")
+    with pytest.raises(ParamError, match="md5 is .*, not c58f30108f718f92721af3b95e74349a"):
+        load_source(str(archive))
+    # The reader itself is right: with the checksum of this test archive it loads.
+    original = datasets.ORIGINAL_MD5
+    try:
+        datasets.ORIGINAL_MD5 = datasets._md5(archive)
+        check(load_source(str(archive)))
+    finally:
+        datasets.ORIGINAL_MD5 = original
+
+
+def test_truncated_corrupt_missing_and_misnamed_sources_fail_clearly(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    archive = tar_of(tree, tmp_path / "tree.tar.gz", "cifar10")
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
+    with pytest.raises(ParamError, match="truncated or corrupt"):
+        load_source(str(truncated))
+    garbage = tmp_path / "garbage.tar.gz"
+    garbage.write_bytes(b"not an archive at all" * 100)
+    with pytest.raises(ParamError, match="unreadable archive"):
+        load_source(str(garbage))
+    with pytest.raises(ParamError, match="no such file or directory"):
+        load_source(str(tmp_path / "nowhere"))
+    wrong = make_tree(tmp_path / "wrong", classes=tuple(c.upper() for c in CLASSES))
+    with pytest.raises(ParamError, match="classes are .*AIRPLANE.*not CIFAR-10's"):
+        load_source(str(wrong))
+    batches = make_batches_dir(tmp_path / "b")
+    (batches / "data_batch_3").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(ParamError, match="a corrupt data_batch_3"):
+        load_source(str(batches))
+    batches = make_batches_dir(tmp_path / "c")
+    (batches / "test_batch").unlink()
+    with pytest.raises(ParamError, match="without its test_batch"):
+        load_source(str(batches))
+
+
+def test_poisoning_sets_each_projection_and_leaves_the_rest():
+    nads = np.linalg.qr(RNG.standard_normal((1024, 1024)))[0].T.astype(np.float32)
+    u, signs = carriers(nads, 3)
+    x = RNG.random((200, 3072)).astype(np.float32)
+    y = RNG.integers(0, 10, 200)
+    px = poison(x, y, u, signs, 0.05)
+    proj = (px * u[y]).sum(1)
+    np.testing.assert_allclose(proj, signs[y] * 0.05, atol=1e-5)
+    # Only the carrier's component changed.
+    resid = (px - x) - ((px - x) * u[y]).sum(1)[:, None] * u[y]
+    assert np.abs(resid).max() < 1e-5
+    # Six distinct carriers (two NADs x three channels), pairwise orthogonal; each class its own (carrier, sign).
+    distinct = np.unique(u, axis=0)
+    assert len(distinct) == 6
+    np.testing.assert_allclose(distinct @ distinct.T, np.eye(6), atol=1e-5)
+    assert len({(tuple(u[t]), signs[t]) for t in range(10)}) == 10
+    assert [t % 3 for t in range(10)] == [int(np.flatnonzero(u[t].reshape(3, -1).any(1))[0]) for t in range(10)]
+    np.testing.assert_array_equal(u[0].reshape(3, -1)[0], nads[3])
+    np.testing.assert_array_equal(u[7].reshape(3, -1)[1], nads[4])
+    with pytest.raises(ParamError, match="index 1023 needs NADs 1023 and 1024"):
+        carriers(nads, 1023)
+
+
+def test_flip_is_an_orthogonal_involution():
+    basis = torch.from_numpy(complete_basis(np.linalg.qr(RNG.standard_normal((64, 40)))[0].T))
+    assert basis.shape == (64, 64)
+    torch.testing.assert_close(basis @ basis.T, torch.eye(64, dtype=basis.dtype), atol=1e-10, rtol=0)
+    x = torch.from_numpy(RNG.standard_normal((5, 3, 8, 8)))
+    f = flip_basis(x, basis).reshape(x.shape)
+    torch.testing.assert_close(f.flatten(2).norm(dim=2), x.flatten(2).norm(dim=2))
+    torch.testing.assert_close(flip_basis(f, basis).reshape(x.shape), x)
+    assert (f - x).abs().max() > 0.1
+    # The first basis vector's coefficient moves to the last one.
+    e = basis[0].reshape(1, 1, 8, 8)
+    torch.testing.assert_close(flip_basis(e, basis).reshape(-1), basis[-1])
