@@ -17,8 +17,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# Offline: `make repro CIFAR10=/path/to/cifar-10-python.tar.gz` (or an image-folder tree / .tar.gz)
+CIFAR10 ?=
+
 repro: $(STAMP)
+ifdef CIFAR10
+	dvc exp run -S 'cifar10.source=$(abspath $(CIFAR10))'
+else
 	dvc repro
+endif
 
 test: $(STAMP)
 	python -m pytest

@@ -16,6 +16,10 @@ import yaml
 class ParamError(ValueError):
     """A parameter that cannot be used; the message is one line."""
 
+    def __init__(self, message: str):
+        # Messages quote other errors (tarfile, torch...) that may span lines.
+        super().__init__(" ".join(str(message).split()))
+
 
 def _fail(key: str, value, allowed: str):
     raise ParamError(f"{key} = {value!r}: {allowed}")

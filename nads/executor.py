@@ -8,7 +8,6 @@ are always combined in shard order, so they do not depend on the worker count.
 from __future__ import annotations
 
 import os
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_all_start_methods, get_context
 from typing import Callable, Sequence
 
@@ -42,8 +41,14 @@ def run_shards(fn: Callable, shards: Sequence, workers: int = 1, on_done: Callab
     # fork, like torch's DataLoader workers (children set one thread): spawn
     # would re-run a caller's script without an `if __name__ == "__main__"` guard.
     context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-    with ProcessPoolExecutor(min(workers, len(shards)), mp_context=context, initializer=_one_thread) as pool:
-        futures = [pool.submit(fn, s) for s in shards]
-        for f, s in zip(futures, shards):
-            f.add_done_callback(lambda _f, s=s: on_done(s) if on_done else None)
-        return [f.result() for f in futures]
+    pool = context.Pool(min(workers, len(shards)), initializer=_one_thread)
+    try:
+        pending = [pool.apply_async(fn, (s,), callback=(lambda _r, s=s: on_done(s)) if on_done else None)
+                   for s in shards]
+        results = [p.get() for p in pending]
+        pool.close()
+        return results
+    finally:
+        # On Ctrl-C or a failed shard, stop every worker now rather than wait for them.
+        pool.terminate()
+        pool.join()

@@ -53,11 +53,27 @@ class Repo:
 
 TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8},
         "nads": {"n_networks": 6},
-        "sweep": {"epochs": 1, "nad_indices": [0, 1, 5, 1000]}}
+        "sweep": {"epochs": 1, "nad_indices": [0, 1, 5, 1000]},
+        "poison": {"epochs": 1, "nad_indices": [0, 1000]},
+        "flip": {"epochs": 1}}
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
-@pytest.fixture
-def repo(tmp_path) -> Repo:
+def make_cifar_tree(root: Path, per_class: dict) -> Path:
+    """A CIFAR-10-shaped image-folder tree of random PNGs: per_class = {"train": n, "test": m}."""
+    from PIL import Image
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for split, n in per_class.items():
+        for c in CLASSES:
+            (root / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(root / split / c / f"{i}.png")
+    return root
+
+
+def new_repo(tmp_path: Path) -> Repo:
     path, remote = tmp_path / "repo", tmp_path / "remote"
     path.mkdir()
     for name in PROJECT_FILES:
@@ -72,7 +88,29 @@ def repo(tmp_path) -> Repo:
     r.git("config", "user.email", "test@nads")
     r.git("config", "user.name", "test")
     r.dvc("remote", "modify", "--local", "local", "url", str(remote))
-    r.set_params(**TINY)
+    tree = make_cifar_tree(tmp_path / "cifar-tree", {"train": 12, "test": 4})
+    r.set_params(**TINY, cifar10={"source": str(tree)})
     r.git("add", "-A")
     r.git("commit", "-qm", "project copy")
     return r
+
+
+@pytest.fixture
+def repo(tmp_path) -> Repo:
+    """A fresh copy of the project, nothing run yet."""
+    return new_repo(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> tuple:
+    """(repo, output of its first `dvc repro`): the whole tiny pipeline run once, shared read-only."""
+    r = new_repo(tmp_path_factory.mktemp("built"))
+    return r, r.dvc("repro")
+
+
+@pytest.fixture
+def built_copy(built, tmp_path) -> Repo:
+    """A private copy of the built repository (git, DVC cache, outputs), to change params in."""
+    src = built[0]
+    shutil.copytree(src.path, tmp_path / "repo", symlinks=True)
+    return Repo(tmp_path / "repo", src.remote)
