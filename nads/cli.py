@@ -46,6 +46,32 @@ def _estimate(args) -> int:
     return 0
 
 
+HEADLINE = ("n_fourier_directions", "half_agreement_top10", "index_frequency_spearman", "mean_test_acc",
+            "frac_test_acc_above_0.9", "spearman_index_vs_test_acc", "clean_baseline_test_acc",
+            "max_drop_vs_clean", "original_test_acc", "flipped_test_acc", "claims_supported", "n_train")
+
+
+def _runs(args) -> int:
+    """The latest MLflow run of each stage, with its headline metrics."""
+    import mlflow
+
+    from . import tracking
+
+    mlflow.set_tracking_uri(args.tracking_uri or tracking.tracking_uri())
+    if mlflow.get_experiment_by_name(tracking.EXPERIMENT) is None:
+        print(f"no runs yet in {mlflow.get_tracking_uri()} (run the pipeline: make repro)")
+        return 0
+    df = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT], order_by=["start_time DESC"])
+    latest = df.drop_duplicates("tags.mlflow.runName")
+    print(f"store: {mlflow.get_tracking_uri()}")
+    for _, r in latest.sort_values("tags.mlflow.runName").iterrows():
+        shown = [f"{k}={r[f'metrics.{k}']:.4g}" for k in HEADLINE
+                 if f"metrics.{k}" in r and r[f"metrics.{k}"] == r[f"metrics.{k}"]][:4]
+        when = r["start_time"].strftime("%Y-%m-%d %H:%M")
+        print(f"{r['tags.mlflow.runName']:<24} {r['status']:<9} {when}  {r['run_id'][:8]}  {'  '.join(shown)}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="nads", description="Neural Anisotropy Directions toolkit")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -69,6 +95,10 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_estimate)
+
+    p = sub.add_parser("runs", help="the latest MLflow run of each stage, with its headline metrics")
+    p.add_argument("--tracking-uri", default=None, help="default: the repository's mlflow.db")
+    p.set_defaults(func=_runs)
 
     args = parser.parse_args(argv)
     try:

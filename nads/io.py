@@ -63,13 +63,13 @@ def save_npy(path, array) -> None:
 
 
 def write_csv(path, columns: dict) -> None:
-    """Columns of equal length as CSV; floats with 6 decimals (stable bytes)."""
+    """Columns of equal length as CSV; floats with 7 significant digits (stable bytes)."""
     names = list(columns)
     rows = zip(*(columns[n] for n in names))
 
     def fmt(v):
         if isinstance(v, (float, np.floating)):
-            return "nan" if np.isnan(v) else f"{v:.6f}"
+            return "nan" if np.isnan(v) else f"{v:.7g}"
         return str(v)
 
     with atomic_path(path) as tmp:

@@ -35,7 +35,7 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
-def _git_commit(root: Path) -> str:
+def git_commit(root: Path) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
         return out.stdout.strip()
@@ -100,7 +100,7 @@ def stage_run(stage: str, params: dict, profile: str):
     artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
     mlflow.set_tracking_uri(tracking_uri())
     name = os.environ.get("DVC_STAGE", stage)
-    tags = {"git_commit": _git_commit(root), "profile": profile, "stage": stage, "dvc_stage": name}
+    tags = {"git_commit": git_commit(root), "profile": profile, "stage": stage, "dvc_stage": name}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     with mlflow.start_run(experiment_id=_experiment_id(mlflow, artifacts), run_name=name, tags=tags) as run:

@@ -8,19 +8,20 @@ from nads import config, io, tracking
 
 
 @contextmanager
-def stage(name: str, extra_params: dict | None = None, params_path: str = "params.yaml"):
+def stage(name: str, extra_params: dict | None = None, params_path: str = "params.yaml", section: bool = True):
     """Parse and check the stage's params section before any compute, then open its MLflow run.
 
     Yields (params, run). A ParamError (bad params, or bad input found by the
-    library's own checks) ends the program with one line on stderr and exit
-    status 2; outputs are written atomically, so nothing half-written remains.
+    library's own checks) or a missing input ends the program with one line on
+    stderr and exit status 2; outputs are written atomically, so nothing
+    half-written remains. section=False: a stage without a params section.
     """
     try:
-        params = config.load(name, params_path)
-        logged = {name: params.to_dict(), **(extra_params or {})}
+        params = config.load(name, params_path) if section else None
+        logged = {**({name: params.to_dict()} if section else {}), **(extra_params or {})}
         with tracking.stage_run(name, logged, config.profile(params_path)) as run:
             yield params, run
-    except config.ParamError as e:
+    except (config.ParamError, FileNotFoundError) as e:  # bad params, or an upstream output missing
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
 

@@ -27,7 +27,8 @@ def main(arch: str, family: str) -> None:
         test = acc["test_acc"]
         metrics = {"n_directions": len(test), "mean_test_acc": float(np.nanmean(test)),
                    "frac_test_acc_above_0.9": float(np.mean(test > 0.9)), "n_diverged": int(np.isnan(test).sum())}
-        title = f"{arch} on D(v), {bank.shape[1]}x{bank.shape[2]}, {cfg.epochs} epochs, n={len(bank.y_train)}"
+        title = (f"{arch} on D({'v' if family == 'fourier' else 'u_i'}), {bank.shape[1]}x{bank.shape[2]}, "
+                 f"{cfg.epochs} epochs, n={len(bank.y_train)}")
         if family == "fourier":
             figure = out / "heatmap.png"
             plots.fourier_heatmap(freqs, test, bank.shape, load_stride(), figure, title=title)

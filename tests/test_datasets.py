@@ -141,3 +141,13 @@ def test_flip_is_an_orthogonal_involution():
     # The first basis vector's coefficient moves to the last one.
     e = basis[0].reshape(1, 1, 8, 8)
     torch.testing.assert_close(flip_basis(e, basis).reshape(-1), basis[-1])
+
+
+def test_unreachable_download_fails_clearly(tmp_path, monkeypatch):
+    # A proxy that refuses every connection: the download cannot succeed, online or not.
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(var, "http://127.0.0.1:9")
+    with pytest.raises(ParamError, match="cifar10.source = 'download': could not download CIFAR-10 .*"
+                                         "set cifar10.source to a local copy"):
+        load_source("download", tmp_path / "downloads")
+    assert not any(p.suffix == ".gz" for p in tmp_path.rglob("*"))  # nothing half-downloaded left

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 NADS = {"nads@logreg", "nads@lenet"}
 SWEEPS = {f"sweep-{family}@{arch}" for family in ("fourier", "nad") for arch in ("logreg", "lenet")}
 CIFAR = {"cifar10", "poison@lenet", "flip@lenet"}
-ALL = {"synthetic"} | NADS | SWEEPS | CIFAR
+ALL = {"synthetic"} | NADS | SWEEPS | CIFAR | {"report"}
 
 
 def digest(root, *dirs):
@@ -124,14 +124,15 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     before = digest(repo.path, "data/synthetic")
     repo.set_params(synthetic={"seed": 1})
     assert "synthetic.seed" in repo.dvc("params", "diff").stdout
-    assert ran(repo.dvc("repro")) == {"synthetic"} | SWEEPS  # the sweeps train on its data
+    assert ran(repo.dvc("repro")) == {"synthetic", "report"} | SWEEPS  # the sweeps train on its data
     assert digest(repo.path, "data/synthetic")["data/synthetic/noise_train.npy"] != \
         before["data/synthetic/noise_train.npy"]
     # Where NADs are computed changes nothing; how many networks changes every user of NADs.
     repo.set_params(nads={"device": "cpu"})
-    assert ran(repo.dvc("repro")) == set()
+    assert ran(repo.dvc("repro")) <= {"report"}  # (the report quotes every param)
     repo.set_params(nads={"n_networks": 8})
-    assert ran(repo.dvc("repro")) == NADS | {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet"}
+    assert ran(repo.dvc("repro")) == NADS | {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet",
+                                             "report"}
 
 
 def test_push_then_pull_restores_identical_outputs(built_copy):
@@ -195,3 +196,44 @@ def test_interrupted_sweep_leaves_no_partial_csv(built_copy):
     proc.wait(timeout=30)
     assert proc.returncode != 0
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_report_holds_every_figure_and_claim(built):
+    repo, _ = built
+    page = (repo.path / "results/report/index.html").read_text()
+    figures = ["nads.png", "spectrum.png"] * 2 + ["heatmap.png", "curve.png"] * 2 + ["curve.png", "bars.png"]
+    assert page.count("<img ") == len(figures) and page.count("data:image/png;base64,") == len(figures)
+    summary = (repo.path / "results/report/summary.md").read_text()
+    assert "profile **quick**" in summary and repo.git("rev-parse", "HEAD").stdout.strip() in summary
+    for title in ("NADs of lenet", "lenet on D(v), Fourier directions", "lenet on D(u_i), its own NADs",
+                  "lenet on CIFAR-10 with NAD carriers", "lenet on CIFAR-10 in the flipped NAD basis"):
+        assert f"## {title}" in summary and f"<h2>{title}</h2>" in page
+    metrics = json.loads((repo.path / "results/report/metrics.json").read_text())
+    assert metrics["claims"] == summary.count("supported** —") > 0
+    flip = json.loads((repo.path / "results/flip/lenet/metrics.json").read_text())
+    assert f"{flip['original_test_acc']:.3f} → {flip['flipped_test_acc']:.3f}" in summary
+
+
+def test_report_names_the_stage_to_run_for_a_missing_output(built_copy):
+    repo = built_copy
+    (repo.path / "results/flip/lenet/metrics.json").unlink()
+    bad = run([sys.executable, "-m", "stages.report"], repo.path, repo.env, check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == "error: results/flip/lenet/metrics.json is missing: run `dvc repro flip@lenet` first"
+
+
+def test_clone_and_pull_gives_byte_identical_results(built_copy, tmp_path):
+    """Share exact results: push to the remote, `git clone` elsewhere, `dvc pull`, nothing recomputed."""
+    repo = built_copy
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "results")
+    repo.dvc("push")
+    clone_dir = tmp_path / "colleague"
+    run(["git", "clone", "-q", str(repo.path), str(clone_dir)], tmp_path, repo.env)
+    clone = type(repo)(clone_dir, repo.remote)
+    clone.dvc("remote", "modify", "--local", "local", "url", str(repo.remote))
+    clone.dvc("pull")
+    assert digest(clone.path, "results") == digest(repo.path, "results")
+    assert (clone.path / "results/report/index.html").read_bytes() == \
+        (repo.path / "results/report/index.html").read_bytes()
+    assert ran(clone.dvc("repro")) == set()

@@ -1,0 +1,177 @@
+"""One results report (HTML with embedded figures, and Markdown) from the stage outputs only.
+
+Each section states the paper's claim it tests and whether this run supports it,
+computed from the data.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+from scipy.stats import spearmanr
+
+from . import io
+
+
+@dataclass
+class Claim:
+    text: str          # the paper's claim
+    evidence: str      # what this run measured
+    supported: bool     # (a plain bool, also when computed from numpy values)
+
+
+@dataclass
+class Section:
+    title: str
+    figures: list = field(default_factory=list)   # paths
+    table: dict = field(default_factory=dict)     # name -> value
+    claims: list = field(default_factory=list)
+
+
+def _need(path: Path, stage: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: run `dvc repro {stage}` first")
+    return path
+
+
+def _json(path: Path, stage: str) -> dict:
+    return json.loads(_need(path, stage).read_text())
+
+
+def _floats(table: dict, key: str) -> np.ndarray:
+    return np.array(table[key], dtype=float)
+
+
+def nads_section(root: Path, arch: str) -> Section:
+    d = root / "results/nads" / arch
+    m = _json(d / "metrics.json", f"nads@{arch}")
+    s = Section(f"NADs of {arch}", [_need(d / "nads.png", f"nads@{arch}"), d / "spectrum.png"],
+                {k: m[k] for k in ("n_networks", "half_agreement_top1", "half_agreement_top10",
+                                   "index_frequency_spearman", "autograd_vs_fd_top10") if k in m})
+    if arch != "logreg":
+        rho = m["index_frequency_spearman"]
+        s.claims.append(Claim("The NADs' Fourier energy moves outward with the index",
+                              f"Spearman ρ(index, radial frequency) = {rho:+.2f} over the first NADs", rho > 0.5))
+    return s
+
+
+def fourier_section(root: Path, arch: str) -> Section:
+    d = root / "results/sweep" / arch / "fourier"
+    t = io.read_csv(_need(d / "accuracy.csv", f"sweep-fourier@{arch}"))
+    m = _json(d / "metrics.json", f"sweep-fourier@{arch}")
+    s = Section(f"{arch} on D(v), Fourier directions", [d / "heatmap.png"],
+                {k: m[k] for k in ("n_directions", "mean_test_acc", "frac_test_acc_above_0.9")})
+    acc = _floats(t, "test_acc")
+    k1, k2 = _floats(t, "k1"), _floats(t, "k2")
+    if arch == "logreg":
+        s.claims.append(Claim("Logistic regression learns every direction", f"minimum test accuracy "
+                              f"{np.nanmin(acc):.3f}, fraction above 0.9: {np.mean(acc > 0.9):.2f}",
+                              np.mean(acc > 0.9) >= 0.9))
+    else:
+        kk1 = np.minimum(k1, 32 - k1)
+        low = acc[(kk1 <= 4) & (k2 <= 4)]
+        axis = acc[((kk1 == 0) & np.isin(k2, [8, 16])) | ((k2 == 0) & np.isin(kk1, [8, 16]))]
+        if len(low) and len(axis):
+            s.claims.append(Claim(f"{arch} learns low frequencies but not ±8 and ±16 along an axis",
+                                  f"mean test accuracy {np.nanmean(low):.3f} at |k| ≤ 4, {np.nanmean(axis):.3f} "
+                                  f"at (±8, 0), (±16, 0), (0, 8), (0, 16)",
+                                  np.nanmean(low) - np.nanmean(axis) > 0.1 and np.nanmean(axis) < 0.6))
+    return s
+
+
+def nad_sweep_section(root: Path, arch: str) -> Section:
+    d = root / "results/sweep" / arch / "nad"
+    t = io.read_csv(_need(d / "accuracy.csv", f"sweep-nad@{arch}"))
+    m = _json(d / "metrics.json", f"sweep-nad@{arch}")
+    s = Section(f"{arch} on D(u_i), its own NADs", [d / "curve.png"],
+                {k: m[k] for k in ("n_directions", "mean_test_acc", "spearman_index_vs_test_acc")})
+    if arch != "logreg":
+        rho = spearmanr(_floats(t, "index"), _floats(t, "test_acc"), nan_policy="omit").statistic
+        acc = _floats(t, "test_acc")
+        s.claims.append(Claim("Accuracy on D(u_i) falls with the NAD index i",
+                              f"Spearman ρ(i, test accuracy) = {rho:+.2f}; {acc[0]:.3f} at i = {t['index'][0]}, "
+                              f"{acc[-1]:.3f} at i = {t['index'][-1]}", rho < -0.5))
+    return s
+
+
+def poison_section(root: Path, arch: str) -> Section:
+    d = root / "results/poison" / arch
+    t = io.read_csv(_need(d / "results.csv", f"poison@{arch}"))
+    clean = float(t["clean_test_acc"][0])
+    acc = _floats(t, "clean_test_acc")[1:]
+    idx = t["nad_index"][1:]
+    s = Section(f"{arch} on CIFAR-10 with NAD carriers", [d / "curve.png"],
+                {"clean baseline test acc": clean, **{f"test acc, carrier on NAD {i}": a for i, a in zip(idx, acc)}})
+    s.claims.append(Claim("A carrier on a top NAD is a shortcut that costs clean accuracy; one on a late NAD "
+                          "is ignored", f"clean test accuracy {clean:.3f} without carrier, {acc[0]:.3f} with it on "
+                          f"NAD {idx[0]}, {acc[-1]:.3f} on NAD {idx[-1]}",
+                          (clean - acc[0]) - (clean - acc[-1]) > 0.1))
+    return s
+
+
+def flip_section(root: Path, arch: str) -> Section:
+    d = root / "results/flip" / arch
+    m = _json(d / "metrics.json", f"flip@{arch}")
+    s = Section(f"{arch} on CIFAR-10 in the flipped NAD basis", [d / "bars.png"], dict(m))
+    s.claims.append(Claim("Flipping the NAD basis (an orthogonal change that loses nothing) costs accuracy "
+                          "(the paper: 20 to 35 points)", f"{m['original_test_acc']:.3f} → "
+                          f"{m['flipped_test_acc']:.3f} ({100 * m['drop']:.1f} points)", m["drop"] > 0.05))
+    return s
+
+
+def build(root: Path, params: dict, commit: str) -> list[Section]:
+    sections = [nads_section(root, a) for a in params["nads"]["archs"]]
+    for arch in params["sweep"]["archs"]:
+        sections += [fourier_section(root, arch), nad_sweep_section(root, arch)]
+    sections += [poison_section(root, a) for a in params["poison"]["archs"]]
+    sections += [flip_section(root, a) for a in params["flip"]["archs"]]
+    return sections
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def write(root: Path, out_dir: Path, params: dict, commit: str) -> dict:
+    """Write index.html and summary.md; return counts of claims supported."""
+    sections = build(root, params, commit)
+    claims = [c for s in sections for c in s.claims]
+    head = (f"profile **{params.get('profile', 'custom')}**, git commit `{commit}`; "
+            f"{sum(c.supported for c in claims)} of {len(claims)} claims supported")
+    md = ["# nads results", "", head, ""]
+    parts = [f"<h1>nads results</h1><p>profile <b>{html.escape(str(params.get('profile')))}</b>, git commit "
+             f"<code>{commit}</code>; {sum(c.supported for c in claims)} of {len(claims)} claims supported</p>"]
+    for s in sections:
+        md += [f"## {s.title}", ""]
+        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        for c in s.claims:
+            mark = "supported" if c.supported else "NOT supported"
+            md.append(f"- **{mark}** — {c.text}: {c.evidence}")
+            parts.append(f"<p class='{'ok' if c.supported else 'no'}'><b>{mark}</b> — {html.escape(c.text)}: "
+                         f"{html.escape(c.evidence)}</p>")
+        md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in s.table.items()], ""]
+        parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
+                                         for k, v in s.table.items()) + "</table>")
+        for f in s.figures:
+            md.append(f"![{Path(f).name}]({os.path.relpath(f, out_dir)})")
+            data = base64.b64encode(_need(Path(f), "its stage").read_bytes()).decode()
+            parts.append(f"<img alt='{html.escape(Path(f).name)}' src='data:image/png;base64,{data}'>")
+        md.append("")
+    md += ["## Parameters", "", "```yaml", yaml.safe_dump(params, sort_keys=False).strip(), "```", ""]
+    parts.append(f"<h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%;display:block;"
+             "margin:8px 0}.ok{color:#17702d}.no{color:#a31515}table{border-collapse:collapse}"
+             "td{border:1px solid #ccc;padding:2px 8px}")
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>nads results</title><style>{style}</style>"
+           f"</head><body>{''.join(parts)}</body></html>\n")
+    with io.atomic_path(out_dir / "index.html") as tmp:
+        tmp.write_text(doc)
+    with io.atomic_path(out_dir / "summary.md") as tmp:
+        tmp.write_text("\n".join(md))
+    return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}
