@@ -63,7 +63,7 @@ def main() -> None:
         "loop (one model at a time)": lambda: loop("lenet", bank, v, schedule),
         "batched, 1 process, K=16": lambda: sweep("lenet", bank, v, schedule, "cpu", models_per_batch=len(v),
                                                   workers=1)["test_acc"],
-        "batched, defaults (K=4, 1 process/core)": lambda: sweep("lenet", bank, v, schedule, "cpu")["test_acc"],
+        "sweep defaults (K=1, 1 process per core)": lambda: sweep("lenet", bank, v, schedule, "cpu")["test_acc"],
     }
     sweep("lenet", bank, v[:2], Schedule(epochs=1), "cpu", workers=1)  # warm-up: first-call costs out
     loop("lenet", bank, v[:1], Schedule(epochs=1))

@@ -130,14 +130,7 @@ class Nads(Section):
     device: str = "auto"
 
     def check(self) -> None:
-        from .models import check_arch  # torch is only imported by sections that need it
-
-        self.require("archs", len(self.archs) >= 1, "must list at least one architecture")
-        for arch in self.archs:
-            try:
-                check_arch(arch)
-            except ValueError as e:
-                raise ParamError(f"nads.archs: {e}") from None
+        _check_archs(self)
         self.require("input_shape", len(self.input_shape) == 3 and min(self.input_shape) >= 1,
                      "must be three positive integers [C, H, W]")
         self.require("n_networks", self.n_networks >= 2, "must be an integer >= 2")
@@ -162,14 +155,7 @@ class Training(Section):
     models_per_batch: int = 0
 
     def check(self) -> None:
-        from .models import check_arch
-
-        self.require("archs", len(self.archs) >= 1, "must list at least one architecture")
-        for arch in self.archs:
-            try:
-                check_arch(arch)
-            except ValueError as e:
-                raise ParamError(f"{self.name}.archs: {e}") from None
+        _check_archs(self)
         self.require("epochs", self.epochs >= 1, "must be an integer >= 1")
         self.require("batch_size", self.batch_size >= 1, "must be an integer >= 1")
         self.require("lr", self.lr > 0, "must be > 0")
@@ -246,6 +232,17 @@ class Flip(Training):
     def check(self) -> None:
         super().check()
         self.require("n_train", self.n_train >= 0, "must be >= 0 (0 = the whole training set)")
+
+
+def _check_archs(section) -> None:
+    from .models import check_arch  # torch is only imported by sections that need it
+
+    section.require("archs", len(section.archs) >= 1, "must list at least one architecture")
+    for arch in section.archs:
+        try:
+            check_arch(arch)
+        except ValueError as e:
+            raise ParamError(f"{section.name}.archs: {e}") from None
 
 
 def _check_device(section) -> None:

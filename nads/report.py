@@ -144,9 +144,13 @@ def write(root: Path, out_dir: Path, params: dict, commit: str) -> dict:
     claims = [c for s in sections for c in s.claims]
     head = (f"profile **{params.get('profile', 'custom')}**, git commit `{commit}`; "
             f"{sum(c.supported for c in claims)} of {len(claims)} claims supported")
-    md = ["# nads results", "", head, ""]
+    params_yaml = yaml.safe_dump(params, sort_keys=False).strip()
+    md = ["# nads results", "", head, "", "<details><summary>params.yaml this report was built from</summary>",
+          "", "```yaml", params_yaml, "```", "", "</details>", ""]
     parts = [f"<h1>nads results</h1><p>profile <b>{html.escape(str(params.get('profile')))}</b>, git commit "
-             f"<code>{commit}</code>; {sum(c.supported for c in claims)} of {len(claims)} claims supported</p>"]
+             f"<code>{commit}</code>; {sum(c.supported for c in claims)} of {len(claims)} claims supported</p>"
+             f"<details><summary>params.yaml this report was built from</summary><pre>"
+             f"{html.escape(params_yaml)}</pre></details>"]
     for s in sections:
         md += [f"## {s.title}", ""]
         parts.append(f"<h2>{html.escape(s.title)}</h2>")
@@ -163,8 +167,6 @@ def write(root: Path, out_dir: Path, params: dict, commit: str) -> dict:
             data = base64.b64encode(_need(Path(f), "its stage").read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(Path(f).name)}' src='data:image/png;base64,{data}'>")
         md.append("")
-    md += ["## Parameters", "", "```yaml", yaml.safe_dump(params, sort_keys=False).strip(), "```", ""]
-    parts.append(f"<h2>Parameters</h2><pre>{html.escape(yaml.safe_dump(params, sort_keys=False))}</pre>")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%;display:block;"
              "margin:8px 0}.ok{color:#17702d}.no{color:#a31515}table{border-collapse:collapse}"
              "td{border:1px solid #ccc;padding:2px 8px}")
