@@ -11,7 +11,7 @@ import torch
 from .datasets import Cifar10, carriers, complete_basis, flip_basis, normalise, poison
 from .executor import cpu_workers, run_shards
 from .runtime import resolve_device
-from .train import Schedule, chunks, init_model, train_batched
+from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
 
 
 def _pixels(x_uint8: torch.Tensor) -> torch.Tensor:
@@ -53,7 +53,7 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     signs = carriers(nads, 0)[1]
     names = ["clean"] + [int(k) for k in nad_indices]
     dev = resolve_device(device)
-    groups = chunks(len(sets), models_per_batch or len(sets))
+    groups = chunks(len(sets), auto_models_per_batch(dev, models_per_batch))
     if workers is None:
         workers = cpu_workers() if dev.type == "cpu" and len(groups) > 1 else 1
     jobs = [(arch, data, np.stack([sets[i] for i in ids]), signs, ids, epsilon, schedule, n_train, str(dev))
@@ -88,26 +88,36 @@ def _poison_group(job):
 
 
 def flipped(arch: str, data: Cifar10, nads: np.ndarray, schedule: Schedule, n_train: int = 0,
-            device: str = "auto") -> dict:
+            device: str = "auto", workers: int | None = None) -> dict:
     """Test accuracy of `arch` trained on CIFAR-10 and on its flipped-NAD-basis version.
 
     Every normalised image, train and test, each channel, becomes U^T flip(U x);
-    both models train with identical settings (and initialisations).
+    both models train with identical settings and the same initialisation.
     """
     dev = resolve_device(device)
+    if workers is None:
+        workers = cpu_workers() if dev.type == "cpu" else 1
+    jobs = [(arch, data, nads, schedule, n_train, str(dev), flip) for flip in (False, True)]
+    original, flipped_acc = run_shards(_flip_job, jobs, workers)
+    return {"original_test_acc": original, "flipped_test_acc": flipped_acc}
+
+
+def _flip_job(job) -> float:
+    arch, data, nads, schedule, n_train, device, flip = job
+    dev = torch.device(device)
     basis = torch.from_numpy(complete_basis(nads)).to(dev)
     n = n_train or len(data.y_train)
-    views = {}
-    for split, x in (("train", data.x_train[:n]), ("test", data.x_test)):
-        base = normalise(_pixels(torch.from_numpy(x).to(dev)))
-        views[split] = torch.stack([base, flip_basis(base, basis).reshape(base.shape)])  # (2, N, 3, 32, 32)
-    y = {"train": torch.from_numpy(data.y_train[:n]).to(dev), "test": torch.from_numpy(data.y_test).to(dev)}
+
+    def view(x):
+        x = normalise(_pixels(torch.from_numpy(x).to(dev)))
+        return flip_basis(x, basis).reshape(x.shape) if flip else x
+
+    xs = {"train": view(data.x_train[:n]), "test": view(data.x_test)}
+    ys = {"train": torch.from_numpy(data.y_train[:n]).to(dev), "test": torch.from_numpy(data.y_test).to(dev)}
 
     def batches(split):
-        return lambda idx: (views[split][:, idx.to(dev)], y[split][idx.to(dev)].expand(2, -1))
+        return lambda idx: (xs[split][idx.to(dev)][None], ys[split][idx.to(dev)][None])
 
-    # Model 0 for both: the same initialisation, so only the data differ.
-    models = [init_model(arch, 0, schedule, 3, 10, 32) for _ in range(2)]
-    trained = train_batched(models, batches("train"), n, schedule, dev)
-    acc = trained.accuracy(batches("test"), len(y["test"]))
-    return {"original_test_acc": float(acc[0]), "flipped_test_acc": float(acc[1])}
+    # Model 0 in both jobs: the same initialisation, so only the data differ.
+    trained = train_batched([init_model(arch, 0, schedule, 3, 10, 32)], batches("train"), n, schedule, dev)
+    return float(trained.accuracy(batches("test"), len(ys["test"]))[0])
