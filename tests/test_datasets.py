@@ -1,5 +1,4 @@
 """CIFAR-10 loaders on tiny archives of every supported format, poisoning and the flip."""
-import io as _io
 import pickle
 import tarfile
 
