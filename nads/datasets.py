@@ -169,8 +169,9 @@ def _download(download_dir) -> Cifar10:
     except Exception as e:  # noqa: BLE001 - offline, proxy, corrupt download: all mean "set a local source"
         (root / "cifar-10-python.tar.gz").unlink(missing_ok=True)  # no half-downloaded archive left
         raise ParamError(f"cifar10.source = 'download': could not download CIFAR-10 ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); set cifar10.source to a local copy, "
-                         "e.g. dvc exp run -S cifar10.source=/path/to/cifar-10-python.tar.gz") from None
+                         f"{str(e).splitlines()[0] if str(e) else ''}); set cifar10.source to a local copy: "
+                         "make repro CIFAR10=/path/to/cifar-10-python.tar.gz, or "
+                         "dvc exp run -S cifar10.source=/path/to/cifar-10-python.tar.gz") from None
     return load_source(str(root / "cifar-10-batches-py"))
 
 
