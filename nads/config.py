@@ -198,40 +198,40 @@ class Cifar10(Section):
 
 
 @dataclass(frozen=True)
-class Poison(Training):
-    """CIFAR-10 with a NAD carrier per class in the training set."""
+class CifarTraining(Training):
+    """Training on CIFAR-10 (the paper's recipe: momentum 0.9, weight decay 5e-4)."""
 
-    name: typing.ClassVar[str] = "poison"
     archs: tuple[str, ...] = ("lenet",)
-    nad_indices: tuple[int, ...] = (0, 10, 100, 1000)
-    epsilon: float = 0.05
     n_train: int = 0
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4
+
+    def check(self) -> None:
+        super().check()
+        self.require("n_train", self.n_train >= 0, "must be >= 0 (0 = the whole training set)")
+
+
+@dataclass(frozen=True)
+class Poison(CifarTraining):
+    """CIFAR-10 with a NAD carrier per class in the training set."""
+
+    name: typing.ClassVar[str] = "poison"
+    nad_indices: tuple[int, ...] = (0, 10, 100, 1000)
+    epsilon: float = 0.05
 
     def check(self) -> None:
         super().check()
         self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
                      "must be a non-empty list of integers >= 0")
         self.require("epsilon", self.epsilon > 0, "must be > 0 (the carrier's amplitude, pixels in [0, 1])")
-        self.require("n_train", self.n_train >= 0, "must be >= 0 (0 = the whole training set)")
 
 
 @dataclass(frozen=True)
-class Flip(Training):
+class Flip(CifarTraining):
     """CIFAR-10 re-expressed in the reversed NAD basis, against the original."""
 
     name: typing.ClassVar[str] = "flip"
-    archs: tuple[str, ...] = ("lenet",)
-    n_train: int = 0
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-
-    def check(self) -> None:
-        super().check()
-        self.require("n_train", self.n_train >= 0, "must be >= 0 (0 = the whole training set)")
 
 
 def _check_archs(section) -> None:
