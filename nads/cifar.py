@@ -48,9 +48,9 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     (test images given the carrier of class (t + 1) mod 10: fraction predicted
     as that class; NaN for the clean model, which has no carrier).
     """
-    zero = np.zeros((10, 3 * nads.shape[1]), np.float32)
-    sets = [zero] + [carriers(nads, k)[0] for k in nad_indices]
-    signs = carriers(nads, 0)[1]
+    per_index = [carriers(nads, k) for k in nad_indices]
+    signs = per_index[0][1]  # the same for every k
+    sets = [np.zeros_like(per_index[0][0])] + [c for c, _ in per_index]
     names = ["clean"] + [int(k) for k in nad_indices]
     dev = resolve_device(device)
     groups = chunks(len(sets), auto_models_per_batch(dev, models_per_batch))

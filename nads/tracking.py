@@ -68,10 +68,6 @@ class StageRun:
         self._mlflow = mlflow
         self.run = run
 
-    @property
-    def run_id(self) -> str:
-        return self.run.info.run_id
-
     def log_metrics(self, metrics: dict) -> None:
         numeric = {k: float(v) for k, v in flatten(metrics).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}

@@ -4,6 +4,10 @@ from __future__ import annotations
 import sys
 from contextlib import contextmanager
 
+from pathlib import Path
+
+import numpy as np
+
 from nads import config, io, tracking
 
 
@@ -31,3 +35,18 @@ def finish(run, metrics: dict, metrics_path, *artifacts) -> None:
     io.write_json(metrics_path, metrics)
     run.log_metrics(metrics)
     run.log_artifacts(metrics_path, *artifacts)
+
+
+def load_nads(section, arch: str, shape) -> tuple:
+    """(NADs, eigenvalues) of `arch` from the nads stage, for a stage whose inputs have `shape`.
+
+    Fails in one line if the architecture has no NADs configured or they are of
+    another input size.
+    """
+    config.check_has_nads(section, config.load("nads"))
+    path = Path("results/nads") / arch
+    nads = np.load(path / "nads.npy")
+    if nads.shape[1] != int(np.prod(shape)):
+        raise config.ParamError(f"nads.input_shape: {section.name} needs NADs of {tuple(shape)} inputs "
+                                f"(dimension {int(np.prod(shape))}); {arch}'s have dimension {nads.shape[1]}")
+    return nads, np.load(path / "eigenvalues.npy")

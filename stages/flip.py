@@ -5,13 +5,12 @@ from pathlib import Path
 from nads import plots
 from nads.cifar import flipped
 from nads.datasets import Cifar10
-from stages.common import finish, stage
-from stages.poison import load_nads
+from stages.common import finish, load_nads, stage
 
 
 def main(arch: str) -> None:
     with stage("flip", {"arch": arch}) as (cfg, run):
-        nads = load_nads(cfg, arch)
+        nads, _ = load_nads(cfg, arch, (1, 32, 32))
         result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, cfg.device)
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]
         out = Path("results/flip") / arch

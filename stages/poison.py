@@ -2,17 +2,15 @@
 import sys
 from pathlib import Path
 
-import numpy as np
-
-from nads import config, io, plots
+from nads import io, plots
 from nads.cifar import poisoning
 from nads.datasets import Cifar10
-from stages.common import finish, stage
+from stages.common import finish, load_nads, stage
 
 
 def main(arch: str) -> None:
     with stage("poison", {"arch": arch}) as (cfg, run):
-        nads = load_nads(cfg, arch)
+        nads, _ = load_nads(cfg, arch, (1, 32, 32))  # carriers come from 1x32x32 NADs
         data = Cifar10.load("data/cifar10")
         out = Path("results/poison") / arch
         rows = poisoning(arch, data, nads, cfg.nad_indices, cfg.epsilon, cfg.schedule(), cfg.n_train,
@@ -27,16 +25,6 @@ def main(arch: str) -> None:
                            clean["clean_test_acc"], out / "curve.png",
                            title=f"{arch}: CIFAR-10 with a carrier on NAD k (eps={cfg.epsilon})")
         finish(run, metrics, out / "metrics.json", out / "curve.png", out / "results.csv")
-
-
-def load_nads(cfg, arch: str) -> np.ndarray:
-    """The architecture's NADs, which must be of 1x32x32 inputs."""
-    config.check_has_nads(cfg, config.load("nads"))
-    nads = np.load(Path("results/nads") / arch / "nads.npy")
-    if nads.shape[1] != 1024:
-        raise config.ParamError(f"nads.input_shape: the {cfg.name} stage uses NADs of 1x32x32 inputs; "
-                                f"{arch}'s have dimension {nads.shape[1]}")
-    return nads
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 from nads import config, io, plots
 from nads.synthetic import load_bank
 from nads.sweep import sweep
-from stages.common import finish, stage
+from stages.common import finish, load_nads, stage
 
 
 def main(arch: str, family: str) -> None:
@@ -41,12 +41,7 @@ def main(arch: str, family: str) -> None:
 
 def nad_directions(arch: str, cfg, shape):
     """The architecture's NADs, eigenvalues and the checked list of indices."""
-    config.check_has_nads(cfg, config.load("nads"))
-    path = Path("results/nads") / arch
-    nads, vals = np.load(path / "nads.npy"), np.load(path / "eigenvalues.npy")
-    if nads.shape[1] != int(np.prod(shape)):
-        raise config.ParamError(f"nads.input_shape: NADs of {arch} have dimension {nads.shape[1]}, the synthetic "
-                                f"data {shape}; set nads.input_shape = synthetic.input_shape")
+    nads, vals = load_nads(cfg, arch, shape)
     indices = np.array(cfg.nad_indices)
     if indices.max() >= len(nads):
         raise config.ParamError(f"sweep.nad_indices = {list(cfg.nad_indices)}: {arch} has {len(nads)} NADs "
