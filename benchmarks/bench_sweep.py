@@ -18,6 +18,7 @@ import torch
 
 from nads.config import Synthetic
 from nads.directions import fourier_directions
+from nads.executor import LocalExecutor
 from nads.sweep import direction_batches, sweep
 from nads.synthetic import draw_noise_bank
 from nads.train import Schedule, init_model, train_sequential
@@ -62,10 +63,10 @@ def main() -> None:
     methods = {
         "loop (one model at a time)": lambda: loop("lenet", bank, v, schedule),
         "batched, 1 process, K=16": lambda: sweep("lenet", bank, v, schedule, "cpu", models_per_batch=len(v),
-                                                  workers=1)["test_acc"],
+                                                  executor=LocalExecutor(1))["test_acc"],
         "sweep defaults (K=1, 1 process per core)": lambda: sweep("lenet", bank, v, schedule, "cpu")["test_acc"],
     }
-    sweep("lenet", bank, v[:2], Schedule(epochs=1), "cpu", workers=1)  # warm-up: first-call costs out
+    sweep("lenet", bank, v[:2], Schedule(epochs=1), "cpu", executor=LocalExecutor(1))  # warm-up: first-call costs out
     loop("lenet", bank, v[:1], Schedule(epochs=1))
     times, accs = {m: [] for m in methods}, {}
     for _ in range(args.repeats):

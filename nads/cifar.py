@@ -9,8 +9,7 @@ import numpy as np
 import torch
 
 from .datasets import Cifar10, carriers, complete_basis, flip_basis, normalise, poison
-from .executor import cpu_workers, run_shards
-from .runtime import resolve_device
+from .executor import Executor, make_executor
 from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
 
 
@@ -40,7 +39,7 @@ def carrier_batches(x, poison_as, labels, carrier_sets, signs, epsilon: float):
 
 def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: float, schedule: Schedule,
               n_train: int = 0, device: str = "auto", models_per_batch: int | None = None,
-              workers: int | None = None) -> list[dict]:
+              executor: str | Executor = "local") -> list[dict]:
     """Train `arch` on CIFAR-10 poisoned along NAD k, for each k, plus a clean baseline.
 
     Returns one row per model: nad_index ("clean" first), clean_test_acc,
@@ -52,15 +51,13 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     signs = per_index[0][1]  # the same for every k
     sets = [np.zeros_like(per_index[0][0])] + [c for c, _ in per_index]
     names = ["clean"] + [int(k) for k in nad_indices]
-    dev = resolve_device(device)
+    executor = make_executor(executor)
+    dev = executor.device(device)
     groups = chunks(len(sets), auto_models_per_batch(dev, models_per_batch))
-    if workers is None:
-        workers = cpu_workers() if dev.type == "cpu" and len(groups) > 1 else 1
-    jobs = [(arch, data, np.stack([sets[i] for i in ids]), signs, ids, epsilon, schedule, n_train, str(dev))
-            for ids in groups]
+    common = (arch, data, np.stack(sets), signs, epsilon, schedule, n_train, str(dev))
     results = {}
-    for job, part in zip(jobs, run_shards(_poison_group, jobs, workers)):
-        results.update(zip(job[4], part))
+    for ids, part in zip(groups, executor.map(_poison_group, groups, common, str(dev))):
+        results.update(zip(ids, part))
     rows = []
     for i, name in enumerate(names):
         r = results[i]
@@ -69,14 +66,14 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     return rows
 
 
-def _poison_group(job):
-    arch, data, sets, signs, ids, epsilon, schedule, n_train, device = job
+def _poison_group(common, ids):
+    arch, data, sets, signs, epsilon, schedule, n_train, device = common
     dev = torch.device(device)
     n = n_train or len(data.y_train)
     x_tr = torch.from_numpy(data.x_train[:n]).to(dev)
     y_tr = torch.from_numpy(data.y_train[:n]).to(dev)
     x_te, y_te = torch.from_numpy(data.x_test).to(dev), torch.from_numpy(data.y_test).to(dev)
-    c = torch.from_numpy(sets).to(dev)
+    c = torch.from_numpy(sets[ids]).to(dev)
     s = torch.from_numpy(signs).to(dev)
     models = [init_model(arch, i, schedule, 3, 10, 32) for i in ids]
     trained = train_batched(models, carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n, schedule, dev)
@@ -88,22 +85,21 @@ def _poison_group(job):
 
 
 def flipped(arch: str, data: Cifar10, nads: np.ndarray, schedule: Schedule, n_train: int = 0,
-            device: str = "auto", workers: int | None = None) -> dict:
+            device: str = "auto", executor: str | Executor = "local") -> dict:
     """Test accuracy of `arch` trained on CIFAR-10 and on its flipped-NAD-basis version.
 
     Every normalised image, train and test, each channel, becomes U^T flip(U x);
     both models train with identical settings and the same initialisation.
     """
-    dev = resolve_device(device)
-    if workers is None:
-        workers = cpu_workers() if dev.type == "cpu" else 1
-    jobs = [(arch, data, nads, schedule, n_train, str(dev), flip) for flip in (False, True)]
-    original, flipped_acc = run_shards(_flip_job, jobs, workers)
+    executor = make_executor(executor)
+    dev = executor.device(device)
+    common = (arch, data, nads, schedule, n_train, str(dev))
+    original, flipped_acc = executor.map(_flip_job, [False, True], common, str(dev))
     return {"original_test_acc": original, "flipped_test_acc": flipped_acc}
 
 
-def _flip_job(job) -> float:
-    arch, data, nads, schedule, n_train, device, flip = job
+def _flip_job(common, flip: bool) -> float:
+    arch, data, nads, schedule, n_train, device = common
     dev = torch.device(device)
     basis = torch.from_numpy(complete_basis(nads)).to(dev)
     n = n_train or len(data.y_train)

@@ -30,9 +30,11 @@ def _estimate(args) -> int:
 
     from . import io
     from .estimate import estimate_nads
+    from .executor import make_executor
 
+    executor = make_executor(args.executor, args.ray_address)
     result = estimate_nads(args.arch, args.input_shape, args.networks, args.estimator, args.step,
-                           args.seed, args.device, progress=True)
+                           args.seed, args.device, precision=args.precision, executor=executor, progress=True)
     with io.atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, nads=result.nads, eigenvalues=result.eigenvalues,
@@ -93,6 +95,13 @@ def main(argv=None) -> int:
     p.add_argument("--estimator", default="fd", choices=["fd", "autograd"])
     p.add_argument("--step", type=float, default=100.0, help="finite-difference step (default 100)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"],
+                   help="arithmetic of the forward passes (default float32)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="local (this machine) or ray (a Ray cluster; pip install 'nads[ray]')")
+    p.add_argument("--ray-address", default="auto",
+                   help="with --executor ray: auto ($RAY_ADDRESS, a cluster started here, or a new local one), "
+                        "or an address such as ray://head:10001")
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_estimate)
 

@@ -128,6 +128,7 @@ class Nads(Section):
     seed: int = 0
     compare_autograd: bool = True
     device: str = "auto"
+    precision: str = "float32"
 
     def check(self) -> None:
         _check_archs(self)
@@ -138,6 +139,7 @@ class Nads(Section):
         self.require("step", self.step > 0, "must be > 0 (the finite-difference step)")
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
         _check_device(self)
+        _check_precision(self)
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,7 @@ class Training(Section):
     clip: float = 0.5
     seed: int = 0
     device: str = "auto"
+    precision: str = "float32"
     models_per_batch: int = 0
 
     def check(self) -> None:
@@ -165,11 +168,13 @@ class Training(Section):
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
         self.require("models_per_batch", self.models_per_batch >= 0, "must be >= 0 (0 = chosen for the device)")
         _check_device(self)
+        _check_precision(self)
 
     def schedule(self):
         from .train import Schedule
 
-        return Schedule(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.clip, self.seed)
+        return Schedule(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.clip, self.seed,
+                        self.precision)
 
 
 @dataclass(frozen=True)
@@ -234,6 +239,20 @@ class Flip(CifarTraining):
     name: typing.ClassVar[str] = "flip"
 
 
+@dataclass(frozen=True)
+class Ray(Section):
+    """The Ray cluster used when `executor: ray`."""
+
+    name: typing.ClassVar[str] = "ray"
+    address: str = "auto"
+    max_retries: int = 3
+
+    def check(self) -> None:
+        self.require("address", bool(self.address), "must be 'auto' or a cluster address such as "
+                     "'ray://head:10001' or 'head:6379'")
+        self.require("max_retries", self.max_retries >= 0, "must be an integer >= 0 (retries of a failed task)")
+
+
 def _check_archs(section) -> None:
     from .models import check_arch  # torch is only imported by sections that need it
 
@@ -251,8 +270,13 @@ def _check_device(section) -> None:
     section.require("device", ok, "allowed: auto, cpu, cuda, cuda:N")
 
 
-SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep, Cifar10, Poison, Flip)}
-TOP_LEVEL = {"profile"}
+def _check_precision(section) -> None:
+    section.require("precision", section.precision in ("float32", "tf32", "bf16"),
+                    "allowed: float32, tf32, bf16 (reduced precision: see README)")
+
+
+SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep, Cifar10, Poison, Flip, Ray)}
+TOP_LEVEL = {"profile", "executor"}
 
 
 def read_params(path="params.yaml") -> dict:
@@ -283,6 +307,22 @@ def profile(path="params.yaml") -> str:
     return value
 
 
+def executor_kind(path="params.yaml") -> str:
+    value = read_params(path).get("executor", "local")
+    if value not in ("local", "ray"):
+        _fail("executor", value, "allowed: local (this machine), ray (a Ray cluster; see the ray section)")
+    return value
+
+
+def executor(path="params.yaml"):
+    """The executor the params choose (top-level `executor`, and the `ray` section)."""
+    from .executor import make_executor
+
+    raw = read_params(path).get("ray")
+    ray = Ray.parse(raw)
+    return make_executor(executor_kind(path), ray.address, ray.max_retries)
+
+
 def check_all(path="params.yaml") -> dict:
     """Validate every section of the file; unknown sections are errors too."""
     raw = read_params(path)
@@ -291,6 +331,7 @@ def check_all(path="params.yaml") -> dict:
         if key not in allowed:
             _fail(key, raw[key], f"unknown section; allowed: {', '.join(allowed)}")
     profile(path)
+    executor(path)
     sections = {name: load(name, path) for name in SECTIONS if name in raw}
     for name in ("sweep", "poison", "flip"):
         if name in sections and "nads" in sections:

@@ -28,9 +28,9 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .config import ParamError
-from .executor import cpu_workers, run_shards
+from .executor import Executor, make_executor
 from .models import check_arch, get_model
-from .runtime import item_seed, resolve_device
+from .runtime import PRECISIONS, item_seed, precision, resolve_device
 
 ESTIMATORS = ("fd", "autograd")
 POINTS = ("fixed", "random")
@@ -47,6 +47,7 @@ class Spec:
     step: float = 100.0
     seed: int = 0
     point: str = "fixed"
+    precision: str = "float32"
 
     def __post_init__(self):
         shape = tuple(int(d) for d in self.input_shape)
@@ -59,6 +60,8 @@ class Spec:
             raise ParamError(f"step = {self.step!r}: must be > 0 (the finite-difference step)")
         if self.point not in POINTS:
             raise ParamError(f"point = {self.point!r}: allowed: {', '.join(POINTS)}")
+        if self.precision not in PRECISIONS:
+            raise ParamError(f"precision = {self.precision!r}: allowed: {', '.join(PRECISIONS)}")
         try:
             check_arch(self.arch)
         except ValueError as e:
@@ -211,7 +214,7 @@ class FirstLayerShortcut:
         n = int(rows.max()) + 1 if len(rows) else 0
         base = layer(x0.reshape(1, *self.in_shape[1:])).reshape(1, -1)
         out = base.expand(2 * n, base.shape[1]).clone()
-        delta = step * layer.weight.reshape(-1)[wid]
+        delta = (step * layer.weight.reshape(-1)[wid]).to(out.dtype)  # bf16 under autocast
         out.index_put_((rows, pos), delta, accumulate=True)
         out.index_put_((rows + n, pos), -delta, accumulate=True)
         return out.reshape(2 * n, *self.out_shape)
@@ -232,14 +235,14 @@ class Engine:
     """How gradients are computed: device and batching. Does not change results
     beyond float rounding."""
 
-    device: str = "auto"
+    device: str | torch.device = "auto"   # a torch.device is taken as given (a Ray worker's GPU)
     networks_per_batch: int | None = None
     inputs_per_chunk: int | None = None
     shortcut: bool = True
     _dev: torch.device = field(init=False, repr=False)
 
     def __post_init__(self):
-        self._dev = resolve_device(self.device)
+        self._dev = self.device if isinstance(self.device, torch.device) else resolve_device(self.device)
         gpu = self._dev.type == "cuda"
         # Measured on a 2-core CPU: one network at a time with 256-input chunks
         # is fastest (vmapped groups add overhead there); GPUs need big groups.
@@ -251,12 +254,13 @@ class Engine:
     def gradients(self, spec: Spec, networks: list[int]) -> torch.Tensor:
         """(len(networks), D) input gradients of the given networks, on the engine's device."""
         models = [spec.network(i).to(self._dev) for i in networks]
-        if spec.estimator == "fd":
-            return self._fd(spec, models)
-        x = torch.stack([spec.point_for(i) for i in networks]).to(self._dev)
-        x.requires_grad_(True)
-        _group_forward(models, shared=False)(x[:, None]).sum().backward()
-        return x.grad.reshape(len(networks), -1)
+        with precision(spec.precision, self._dev):
+            if spec.estimator == "fd":
+                return self._fd(spec, models)
+            x = torch.stack([spec.point_for(i) for i in networks]).to(self._dev)
+            x.requires_grad_(True)
+            _group_forward(models, shared=False)(x[:, None]).float().sum().backward()
+            return x.grad.reshape(len(networks), -1)
 
     @torch.no_grad()
     def _fd(self, spec: Spec, models) -> torch.Tensor:
@@ -270,7 +274,7 @@ class Engine:
                 out = shortcut.forward(models[0], x0, spec.step, c, batch).reshape(1, -1)
             else:
                 out = forward(batch)
-            n = stop - start
+            out, n = out.float(), stop - start
             grads[:, start:stop] = (out[:, :n] - out[:, n:]) / (2 * spec.step)
         return grads
 
@@ -278,7 +282,7 @@ class Engine:
         """The checked FirstLayerShortcut for this spec, or None where it does not apply."""
         if not self.shortcut:
             return None
-        key = (spec.arch, spec.input_shape, spec.step, spec.seed, str(self._dev))
+        key = (spec.arch, spec.input_shape, spec.step, spec.seed, spec.precision, str(self._dev))
         if getattr(self, "_shortcut_key", None) != key:
             self._shortcut_key, self._shortcut_obj = key, None
             try:
@@ -320,7 +324,7 @@ class Engine:
         return tuple(h.to("cpu") for h in halves)
 
 
-SHARD = 64  # networks per shard: the unit of work of a worker process (or Ray task)
+SHARD = 64  # networks per shard: the unit of work of a worker process or Ray task
 
 
 def shards(n_networks: int) -> list[range]:
@@ -330,24 +334,25 @@ def shards(n_networks: int) -> list[range]:
 _engine_cache: dict = {}
 
 
-def shard_moments(job) -> tuple:
-    """Moments of one shard; module-level so worker processes can run it.
+def shard_moments(common, networks) -> tuple:
+    """Moments of one shard of networks; module-level so workers can run it.
 
     A worker keeps one Engine per configuration, so its shared inputs and
     first-layer shortcut are built once per process, not once per shard."""
-    spec, engine, networks = job
+    spec, engine = common
     key = (engine.device, engine.networks_per_batch, engine.inputs_per_chunk, engine.shortcut)
     engine = _engine_cache.setdefault(key, engine)
     return engine.moments(spec, networks)
 
 
-def total_moments(spec: Spec, engine: "Engine", n_networks: int, workers: int, progress: bool = False) -> tuple:
+def total_moments(spec: Spec, engine: "Engine", n_networks: int, executor: Executor,
+                  progress: bool = False) -> tuple:
     """Moments of networks 0..n-1, summed shard by shard in order (the same
-    bytes for any number of workers)."""
+    result whatever the executor and its number of workers)."""
     bar = tqdm(total=n_networks, desc=f"NADs {spec.arch} ({spec.estimator})", unit="net",
                disable=not progress, mininterval=2.0)
-    jobs = [(spec, engine, r) for r in shards(n_networks)]
-    parts = run_shards(shard_moments, jobs, workers, on_done=lambda job: bar.update(len(job[2])))
+    parts = executor.map(shard_moments, shards(n_networks), (spec, engine), str(engine._dev),
+                         on_done=lambda networks: bar.update(len(networks)))
     bar.close()
     halves = parts[0]
     for p in parts[1:]:
@@ -382,6 +387,7 @@ def nads_from_moments(halves, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict]
     vals, vecs = eig_desc(total.covariance())
     diagnostics = {"n_networks": total.n, "dim": spec.dim, "rank": min(total.n - 1, spec.dim),
                    "estimator": spec.estimator, "step": spec.step, "point": spec.point, "seed": spec.seed,
+                   "precision": spec.precision,
                    "top_eigenvalue": float(vals[0]), "eigenvalue_ratio_first_last_in_rank":
                    float(vals[0] / max(vals[min(total.n - 1, spec.dim) - 1], 1e-300))}
     if min(h.n for h in halves) >= 2:
@@ -395,8 +401,9 @@ def nads_from_moments(halves, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict]
 
 def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, estimator: str = "fd",
                   step: float = 100.0, seed: int = 0, device: str = "auto", point: str = "fixed",
+                  precision: str = "float32", executor: str | Executor = "local",
                   networks_per_batch: int | None = None, inputs_per_chunk: int | None = None,
-                  workers: int | None = None, progress: bool = False) -> NADResult:
+                  progress: bool = False) -> NADResult:
     """The NADs of `arch` (a registered name or 'package.module:callable').
 
     Returns every eigenvector of the D x D gradient covariance (a complete
@@ -405,21 +412,21 @@ def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, es
     `half_agreement_top{k}`: how well two independent halves of the networks
     agree on the top-k subspace (1 = fully converged).
 
-    workers: processes to spread networks over; default one per CPU core on
-    a CPU (for 4 shards of networks or more), 1 on a GPU. Results do not
-    depend on it.
+    executor: 'local' (one process per core on a CPU), 'ray' (tasks on the
+    Ray cluster; see nads.executor.RayExecutor for its address), or an
+    executor object. Results do not depend on it, beyond float rounding.
+    precision: float32 (default), tf32 or bf16 (see nads.runtime.precision).
     """
     if isinstance(n_networks, bool) or not isinstance(n_networks, int) or n_networks < 2:
         raise ParamError(f"n_networks = {n_networks!r}: must be an integer >= 2")
-    spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point)
-    engine = Engine(device, networks_per_batch, inputs_per_chunk)
+    spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point, precision)
+    executor = make_executor(executor)
+    engine = Engine(executor.device(device), networks_per_batch, inputs_per_chunk)
     probe(spec)
-    if workers is None:
-        workers = cpu_workers() if engine._dev.type == "cpu" and n_networks >= 4 * SHARD else 1
     t0 = time.perf_counter()
-    halves = total_moments(spec, engine, n_networks, workers, progress)
+    halves = total_moments(spec, engine, n_networks, executor, progress)
     seconds = time.perf_counter() - t0
     nads, vals, diagnostics = nads_from_moments(halves, spec)
     timing = {"seconds": seconds, "networks_per_second": n_networks / seconds, "device": str(engine._dev),
-              "workers": workers}
+              "executor": executor.name}
     return NADResult(nads, vals, diagnostics, timing)

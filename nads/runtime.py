@@ -1,5 +1,7 @@
-"""Where and with which seeds work runs: devices, per-item seeds."""
+"""Where, with which seeds and in which arithmetic work runs: devices, per-item seeds, precision."""
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -29,3 +31,35 @@ def item_seed(seed: int, *index: int) -> int:
     not depend on how work is batched or split between workers.
     """
     return int(np.random.SeedSequence([seed, *index]).generate_state(1, np.uint64)[0] >> 1)
+
+
+PRECISIONS = ("float32", "tf32", "bf16")
+
+
+@contextmanager
+def precision(mode: str, device: torch.device):
+    """Arithmetic for the heavy parts (forward and backward passes) inside the block.
+
+    float32: IEEE float32. On GPUs this turns off TF32 for convolutions, which
+      cuDNN otherwise uses by default, so float32 means float32 everywhere.
+    tf32: TF32 matrix products and convolutions on GPUs that have it (Ampere
+      and later); no effect on CPUs.
+    bf16: autocast to bfloat16 (products and convolutions; reductions and
+      losses stay float32). Covariances are accumulated in float64 regardless.
+    """
+    if mode not in PRECISIONS:
+        raise ParamError(f"precision = {mode!r}: allowed: {', '.join(PRECISIONS)}")
+    device = torch.device(device)
+    saved = None
+    if device.type == "cuda":
+        flags = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
+        saved = [f.fp32_precision for f in flags]
+        for f in flags:
+            f.fp32_precision = "tf32" if mode == "tf32" else "ieee"
+    try:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode == "bf16"):
+            yield
+    finally:
+        if saved is not None:
+            for f, value in zip(flags, saved):
+                f.fp32_precision = value

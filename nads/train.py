@@ -23,7 +23,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .models import get_model
-from .runtime import item_seed
+from .runtime import item_seed, precision
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,7 @@ class Schedule:
     weight_decay: float = 0.0
     clip: float = 0.5          # max gradient norm per model; <= 0 disables clipping
     seed: int = 0              # batch order (shared by all models) and model init
+    precision: str = "float32"  # float32 | tf32 | bf16 (nads.runtime.precision)
 
     def steps_per_epoch(self, n: int) -> int:
         return math.ceil(n / self.batch_size)
@@ -68,12 +69,14 @@ class Trained:
     buffers: dict
     skeleton: torch.nn.Module
     diverged: torch.Tensor     # (K,) bool: non-finite loss or parameters
+    precision: str = "float32"
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Eval-mode logits (K, B, classes) for per-model inputs x (K, B, ...)."""
         self.skeleton.eval()
-        return stacked_forward(self.skeleton, self.params, self.buffers, x)
+        with precision(self.precision, x.device):
+            return stacked_forward(self.skeleton, self.params, self.buffers, x).float()
 
     def accuracy(self, batches: Batches, n: int, chunk: int = 1000) -> torch.Tensor:
         """(K,) eval-mode accuracy over samples 0..n-1 of `batches`; NaN for diverged models."""
@@ -105,8 +108,9 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
     for epoch in range(schedule.epochs):
         for idx in schedule.order(epoch, n_train).split(schedule.batch_size):
             x, y = batches(idx)
-            losses = losses_fn(params, buffers, x, y)
-            grads = torch.autograd.grad(losses.sum(), list(params.values()))
+            with precision(schedule.precision, torch.device(device)):
+                losses = losses_fn(params, buffers, x, y)
+                grads = torch.autograd.grad(losses.sum(), list(params.values()))
             with torch.no_grad():
                 diverged |= ~torch.isfinite(losses)
                 _sgd_step(params, grads, momentum, schedule, schedule.lr_at(step, total), k)
@@ -116,7 +120,7 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
     with torch.no_grad():
         for p in params.values():
             diverged |= ~torch.isfinite(p.reshape(k, -1)).all(1)
-    return Trained(params, buffers, skeleton, diverged)
+    return Trained(params, buffers, skeleton, diverged, schedule.precision)
 
 
 def stacked_forward(skeleton, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:

@@ -22,7 +22,8 @@ def stage(name: str, extra_params: dict | None = None, params_path: str = "param
     """
     try:
         params = config.load(name, params_path) if section else None
-        logged = {**({name: params.to_dict()} if section else {}), **(extra_params or {})}
+        logged = {**({name: params.to_dict()} if section else {}), **(extra_params or {}),
+                  "executor": config.executor_kind(params_path)}
         with tracking.stage_run(name, logged, config.profile(params_path)) as run:
             yield params, run
     except (config.ParamError, FileNotFoundError) as e:  # bad params, or an upstream output missing

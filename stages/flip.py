@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from nads import plots
+from nads import config, plots
 from nads.cifar import flipped
 from nads.datasets import Cifar10
 from stages.common import finish, load_nads, stage
@@ -11,7 +11,8 @@ from stages.common import finish, load_nads, stage
 def main(arch: str) -> None:
     with stage("flip", {"arch": arch}) as (cfg, run):
         nads, _ = load_nads(cfg, arch, (1, 32, 32))
-        result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, cfg.device)
+        result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, cfg.device,
+                         config.executor())
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]
         out = Path("results/flip") / arch
         plots.bars({"original": result["original_test_acc"], "flipped NAD basis": result["flipped_test_acc"]},

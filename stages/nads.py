@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from nads import io, plots
+from nads import config, io, plots
 from nads.estimate import AGREEMENT_K, estimate_nads, subspace_agreement
 from nads.spectral import index_frequency_correlation
 from stages.common import finish, stage
@@ -14,7 +14,8 @@ def main(arch: str) -> None:
     with stage("nads", {"arch": arch}) as (cfg, run):
         out = Path("results/nads") / arch
         common = dict(arch=arch, input_shape=cfg.input_shape, n_networks=cfg.n_networks,
-                      step=cfg.step, seed=cfg.seed, device=cfg.device)
+                      step=cfg.step, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
+                      executor=config.executor())
         result = estimate_nads(estimator=cfg.estimator, progress=True, **common)
         metrics = dict(result.diagnostics)
         rank = metrics["rank"]

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from nads import io, plots
+from nads import config, io, plots
 from nads.cifar import poisoning
 from nads.datasets import Cifar10
 from stages.common import finish, load_nads, stage
@@ -14,7 +14,7 @@ def main(arch: str) -> None:
         data = Cifar10.load("data/cifar10")
         out = Path("results/poison") / arch
         rows = poisoning(arch, data, nads, cfg.nad_indices, cfg.epsilon, cfg.schedule(), cfg.n_train,
-                         cfg.device, cfg.models_per_batch or None)
+                         cfg.device, cfg.models_per_batch or None, config.executor())
         io.write_csv(out / "results.csv", {k: [r[k] for r in rows] for k in rows[0]})
         clean, poisoned = rows[0], rows[1:]
         metrics = {"clean_baseline_test_acc": clean["clean_test_acc"],

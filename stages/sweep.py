@@ -21,7 +21,7 @@ def main(arch: str, family: str) -> None:
             nads, vals, indices = nad_directions(arch, cfg, bank.shape)
             directions, columns = nads[indices], {"index": indices, "eigenvalue": vals[indices]}
         acc = sweep(arch, bank, directions, cfg.schedule(), cfg.device, cfg.models_per_batch or None,
-                    progress=f"sweep {arch} {family}")
+                    config.executor(), progress=f"sweep {arch} {family}")
         io.write_csv(out / "accuracy.csv", {**columns, **acc})
 
         test = acc["test_acc"]

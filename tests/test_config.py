@@ -57,7 +57,17 @@ def test_file_level_errors(tmp_path):
     with pytest.raises(ParamError, match="not valid YAML"):
         config.load("synthetic", p)
     p.write_text("profile: quick\nsynthtic: {}\n")
-    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: cifar10, flip, nads, poison, profile, sweep, synthetic"):
+    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: cifar10, executor, flip, nads, poison, profile, ray, sweep, synthetic"):
         config.check_all(p)
     with pytest.raises(ParamError, match="synthetic: section missing"):
         config.load("synthetic", p)
+
+
+@pytest.mark.parametrize("section, raw, message", [
+    (config.Nads, {"precision": "fp16"}, "nads.precision = 'fp16': allowed: float32, tf32, bf16"),
+    (config.Sweep, {"precision": "half"}, "sweep.precision = 'half': allowed: float32, tf32, bf16"),
+    (config.Poison, {"device": "gpu"}, "poison.device = 'gpu': allowed: auto, cpu, cuda, cuda:N"),
+])
+def test_device_and_precision_are_checked(section, raw, message):
+    with pytest.raises(ParamError, match=message.replace("(", r"\(")):
+        section.parse(raw)

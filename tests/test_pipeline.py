@@ -40,6 +40,14 @@ def ran(proc) -> set:
     return {line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
 
 
+def locked(repo, stages) -> dict:
+    """The dvc.lock entries of `stages` (deps, params and outs with their hashes)."""
+    import yaml
+
+    lock = yaml.safe_load((repo.path / "dvc.lock").read_text())["stages"]
+    return {s: lock[s] for s in stages}
+
+
 def runs(repo, **filters):
     mlflow.set_tracking_uri(repo.tracking_uri())
     query = " and ".join(f"tags.{k} = '{v}'" for k, v in filters.items())
@@ -237,3 +245,21 @@ def test_clone_and_pull_gives_byte_identical_results(built_copy, tmp_path):
     assert (clone.path / "results/report/index.html").read_bytes() == \
         (repo.path / "results/report/index.html").read_bytes()
     assert ran(clone.dvc("repro")) == set()
+
+
+def test_ray_executor_reproduces_the_local_outputs_with_logging_on_the_driver(built_copy):
+    repo = built_copy
+    targets = ["nads@lenet", "sweep-fourier@lenet", "poison@lenet"]
+    dirs = ["results/nads/lenet", "results/sweep/lenet/fourier", "results/poison/lenet"]
+    before, lock = digest(repo.path, *dirs), locked(repo, targets)
+    params = repo.params()
+    params["executor"] = "ray"  # each stage starts a local Ray runtime: RAY_ADDRESS is not set here
+    (repo.path / "params.yaml").write_text(__import__("yaml").safe_dump(params, sort_keys=False))
+    assert ran(repo.dvc("repro")) <= {"report"}  # where work runs is not a dependency (the report quotes it)
+    assert ran(repo.dvc("repro", "-f", "-s", *targets)) == set(targets)
+    assert digest(repo.path, *dirs) == before  # the same bytes as the local executor's
+    assert locked(repo, targets) == lock
+    latest = runs(repo).sort_values("start_time").drop_duplicates("tags.mlflow.runName", keep="last")
+    executors = dict(zip(latest["tags.mlflow.runName"], latest["params.executor"]))
+    assert {t: executors[t] for t in targets} == {t: "ray" for t in targets}
+    assert executors["synthetic"] == "local"

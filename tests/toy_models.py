@@ -80,3 +80,25 @@ def tiny_bn(in_channels, num_classes, input_size):
     model.bn.running_mean.uniform_(-1, 1)
     model.bn.running_var.uniform_(0.5, 2)
     return model
+
+
+def dies_once(in_channels, num_classes, input_size):
+    """LeNet; but while $NADS_TEST_FAULTS/mode exists, the first call anywhere fails
+    as that file says: 'exit' kills its process (a worker lost mid-sweep),
+    'raise' raises. $NADS_TEST_FAULTS/fired records that it happened."""
+    import os
+    from pathlib import Path
+
+    from nads.models import get_model
+
+    faults = Path(os.environ["NADS_TEST_FAULTS"])
+    if (faults / "mode").exists():
+        try:
+            os.close(os.open(faults / "fired", os.O_CREAT | os.O_EXCL))  # exactly one caller wins
+        except FileExistsError:
+            pass
+        else:
+            if (faults / "mode").read_text() == "exit":
+                os._exit(1)
+            raise RuntimeError("injected failure on the first attempt")
+    return get_model("lenet", in_channels, num_classes, input_size)
