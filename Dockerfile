@@ -9,7 +9,8 @@ WORKDIR /nads
 # Dependencies first, so code changes do not reinstall them.
 COPY pyproject.toml README.md ./
 COPY nads/__init__.py nads/__init__.py
-RUN python -m pip install --no-cache-dir -e ".[test]"
+# The ray extra: the same image can run as a Ray head or worker node (README, "Scaling out").
+RUN python -m pip install --no-cache-dir -e ".[ray,test]"
 
 COPY . .
 # `dvc repro` needs a git repository; a build context without .git gets a fresh one.
