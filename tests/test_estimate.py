@@ -59,10 +59,23 @@ def test_every_engine_configuration_equals_the_plain_loop(arch):
 
 
 def test_first_layer_shortcut_is_used_where_it_applies_only():
-    for arch, applies in [("lenet", True), ("logreg", True), ("toy_models:input_twice", False)]:
+    # (arch, shortcut applies, pooled: the first layer feeds a 2x2 max-pool directly)
+    for arch, applies, pooled in [("lenet", True, True), ("lenet_nopool", True, False), ("logreg", True, False),
+                                  ("toy_models:input_twice", False, False)]:
         engine, spec = Engine("cpu"), Spec(arch, (1, 16, 16))
         engine.gradients(spec, [0])
         assert (engine._shortcut_obj is not None) == applies, arch
+        assert (applies and engine._shortcut_obj.pool is not None) == pooled, arch
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 32), (3, 32, 32), (2, 18, 18)])
+def test_pooled_shortcut_equals_the_plain_forward(shape):
+    spec = Spec("lenet", shape, step=7.0)
+    fast, plain = Engine("cpu", inputs_per_chunk=90), Engine("cpu", shortcut=False)
+    for i in range(2):
+        got, ref = fast.gradients(spec, [i]), plain.gradients(spec, [i])
+        assert fast._shortcut_obj.pool == "pool"
+        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
 
 
 def test_estimate_equals_pca_of_the_plain_loop_and_reports_convergence():
