@@ -4,8 +4,9 @@ Every heavy computation in nads is a list of independent jobs (shards of
 networks, groups of directions, groups of CIFAR models) plus data they all
 share. An executor runs `fn(common, job)` for each job and returns the results
 in job order; callers combine them in that order, so results do not depend on
-the executor or the number of workers. Outputs and MLflow logging stay with
-the caller (the driver), whatever the executor.
+the executor or the number of workers (on the same kind of device: every
+worker computes on one thread). Outputs and MLflow logging stay with the
+caller (the driver), whatever the executor.
 
 local: in this process, or one process per CPU core. On a CPU, many small
 tensor operations scale poorly across threads, while independent networks
@@ -14,16 +15,22 @@ the NAD work of one 2-thread process on 2 cores).
 
 ray: one Ray task per job (1 CPU, and 1 GPU where the cluster has GPUs and the
 device allows it). The shared data is put in Ray's object store once. A task
-whose worker dies, or that raises, is retried (`max_retries`); each job's
-result is taken exactly once.
+whose worker dies, or that raises a RuntimeError or OSError, is retried
+(`max_retries`); each job's result is taken exactly once. Workers must run the
+driver's nads code and torch version (checked by each task).
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import os
 import signal
 import warnings
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -69,16 +76,16 @@ class LocalExecutor:
         return _pool_map(fn, jobs, common, workers, on_done)
 
 
-_COMMON = None  # what the jobs of the running pool share; forked children inherit it, no copy
+_COMMON = None  # in a worker process: what its jobs share (inherited under fork, not copied)
 
 
 def _pool_init(common) -> None:
     global _COMMON
-    # Terminating the pool sends SIGTERM: die quietly, whatever handler the parent
-    # had installed (Ray's prints a stack trace).
+    _COMMON = common
+    # Ctrl-C is the parent's to handle (it stops the pool); terminating sends
+    # SIGTERM: die quietly, whatever handler the parent had (Ray's prints a trace).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if common is not None:  # spawn: sent once per worker rather than once per job
-        _COMMON = common
     torch.set_num_threads(1)
 
 
@@ -87,25 +94,31 @@ def _pool_call(fn, job):
 
 
 def _pool_map(fn, jobs, common, workers, on_done):
-    global _COMMON
     # fork, like torch's DataLoader workers (children set one thread): spawn
     # would re-run a caller's script without an `if __name__ == "__main__"` guard.
-    fork = "fork" in get_all_start_methods()
-    context = get_context("fork" if fork else "spawn")
-    _COMMON = common
-    pool = context.Pool(workers, initializer=_pool_init, initargs=(None if fork else common,))
+    context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_init, initargs=(common,))
     try:
-        pending = [pool.apply_async(_pool_call, (fn, job),
-                                    callback=(lambda _r, job=job: on_done(job)) if on_done else None)
-                   for job in jobs]
-        results = [p.get() for p in pending]
-        pool.close()
-        return results
-    finally:
-        # On Ctrl-C or a failed job, stop every worker now rather than wait for them.
-        pool.terminate()
-        pool.join()
-        _COMMON = None
+        futures = {pool.submit(_pool_call, fn, job): i for i, job in enumerate(jobs)}
+        results = [None] * len(jobs)
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            if on_done:
+                on_done(jobs[i])
+    except BrokenProcessPool:
+        raise RuntimeError(f"a worker process died (killed by the system, out of memory?) while running "
+                           f"{getattr(fn, '__name__', fn)}; nothing was written. Rerun with fewer workers "
+                           "or a smaller batch") from None
+    except BaseException:
+        # Ctrl-C or a failed job: stop every worker now rather than wait for them.
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for p in processes:
+            p.terminate()
+        raise
+    pool.shutdown()
+    return results
 
 
 @dataclass(frozen=True)
@@ -147,10 +160,15 @@ class RayExecutor:
             on_done: Callable | None = None) -> list:
         ray = self._ray()
         gpu = self.device(device).type == "cuda"
-        task = ray.remote(_ray_call).options(num_cpus=1, num_gpus=1 if gpu else 0,
-                                             max_retries=self.max_retries, retry_exceptions=True)
+        # Retried: a lost worker, and errors that may pass (RuntimeError covers CUDA
+        # out-of-memory); not bad input (ValueError, TypeError...), which fails again.
+        # GPU tasks get a fresh worker each (Ray's default for GPU functions):
+        # GPU memory and the CUDA context are released with it.
+        task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_calls=1 if gpu else 0,
+                          max_retries=self.max_retries, retry_exceptions=[RuntimeError, OSError])(_ray_call)
         shared = ray.put(common)
-        pending = {task.remote(fn, shared, job): i for i, job in enumerate(jobs)}
+        code = fingerprint()
+        pending = {task.remote(fn, shared, job, code): i for i, job in enumerate(jobs)}
         results = [None] * len(jobs)
         try:
             while pending:
@@ -162,14 +180,30 @@ class RayExecutor:
                         on_done(jobs[i])
         finally:
             for ref in pending:  # Ctrl-C or a failed job: do not leave the cluster busy
-                ray.cancel(ref, force=True)
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001 - never hide the error that got us here
+                    pass
         return results
 
 
-def _ray_call(fn, common, job):
+def _ray_call(fn, common, job, code: str):
+    if code != fingerprint():
+        raise ParamError(f"this Ray worker ({os.uname().nodename}) runs other nads code or another torch "
+                         "version than the driver; install the same checkout and versions on every node")
     # Ray hands shared numpy arrays over zero-copy, read-only; jobs never write to them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+    torch.set_num_threads(1)  # the task's one CPU, whatever OMP_NUM_THREADS says
     return fn(common, job)
+
+
+@functools.cache
+def fingerprint() -> str:
+    """The nads source code and torch version this process runs: tasks must run what the driver runs."""
+    h = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
 
 
 def import_ray():

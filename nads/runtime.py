@@ -50,16 +50,22 @@ def precision(mode: str, device: torch.device):
     if mode not in PRECISIONS:
         raise ParamError(f"precision = {mode!r}: allowed: {', '.join(PRECISIONS)}")
     device = torch.device(device)
-    saved = None
-    if device.type == "cuda":
-        flags = (torch.backends.cuda.matmul, torch.backends.cudnn.conv)
-        saved = [f.fp32_precision for f in flags]
-        for f in flags:
-            f.fp32_precision = "tf32" if mode == "tf32" else "ieee"
+    flags = _tf32_flags() if device.type == "cuda" else []
+    saved = [getattr(obj, name) for obj, name, _ in flags]
+    for obj, name, values in flags:
+        setattr(obj, name, values[mode == "tf32"])
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mode == "bf16"):
             yield
     finally:
-        if saved is not None:
-            for f, value in zip(flags, saved):
-                f.fp32_precision = value
+        for (obj, name, _), value in zip(flags, saved):
+            setattr(obj, name, value)
+
+
+def _tf32_flags() -> list:
+    """(object, attribute, (off, on)) for TF32 in matrix products and cuDNN convolutions."""
+    if hasattr(torch.backends.cudnn, "conv"):  # torch >= 2.9
+        return [(torch.backends.cuda.matmul, "fp32_precision", ("ieee", "tf32")),
+                (torch.backends.cudnn.conv, "fp32_precision", ("ieee", "tf32"))]
+    return [(torch.backends.cuda.matmul, "allow_tf32", (False, True)),
+            (torch.backends.cudnn, "allow_tf32", (False, True))]

@@ -47,3 +47,17 @@ def test_tf32_changes_nothing_on_a_cpu():
 def test_unknown_precision_fails_at_once():
     with pytest.raises(ParamError, match="precision = 'fp8': allowed: float32, tf32, bf16"):
         estimate_nads("lenet", n_networks=64, precision="fp8")
+
+
+def test_precision_sets_and_restores_the_gpu_tf32_flags():
+    import torch
+
+    from nads.runtime import _tf32_flags, precision
+
+    before = [getattr(o, n) for o, n, _ in _tf32_flags()]
+    for mode, expected in (("float32", 0), ("bf16", 0), ("tf32", 1)):
+        with precision(mode, "cuda"):  # the flags are process state: set even without a GPU
+            assert [getattr(o, n) for o, n, _ in _tf32_flags()] == [v[expected] for _, _, v in _tf32_flags()]
+        assert [getattr(o, n) for o, n, _ in _tf32_flags()] == before
+    with precision("tf32", torch.device("cpu")):  # CPUs: nothing to set
+        assert [getattr(o, n) for o, n, _ in _tf32_flags()] == before

@@ -129,3 +129,11 @@ def test_cli_with_executor_ray_joins_the_cluster_and_gives_the_local_result(clus
     local = estimate_nads("lenet", n_networks=128, seed=2, device="cpu")
     with np.load(out) as f:
         np.testing.assert_allclose(f["eigenvalues"][:127], local.eigenvalues[:127], rtol=1e-6)
+
+
+def test_a_worker_running_other_code_refuses_the_task():
+    from nads.executor import _ray_call, fingerprint
+
+    assert _ray_call(lambda common, job: common + job, 1, 2, fingerprint()) == 3
+    with pytest.raises(ParamError, match="runs other nads code or another torch version than the driver"):
+        _ray_call(lambda common, job: common + job, 1, 2, "0" * 64)
