@@ -78,8 +78,11 @@ class Trained:
         with precision(self.precision, x.device):
             return stacked_forward(self.skeleton, self.params, self.buffers, x).float()
 
-    def accuracy(self, batches: Batches, n: int, chunk: int = 1000) -> torch.Tensor:
+    def accuracy(self, batches: Batches, n: int, chunk: int | None = None) -> torch.Tensor:
         """(K,) eval-mode accuracy over samples 0..n-1 of `batches`; NaN for diverged models."""
+        # Measured on a CPU (LeNet, one thread): 1000-sample batches cost 1.8-2.2x more
+        # per sample than 256-sample ones (oneDNN's convolutions fall out of cache).
+        chunk = chunk or (256 if self.diverged.device.type == "cpu" else 4096)
         correct = 0
         for start in range(0, n, chunk):
             x, y = batches(torch.arange(start, min(start + chunk, n)))
