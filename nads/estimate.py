@@ -371,7 +371,10 @@ class Engine:
             # Trust, but verify on this network: same outputs as the plain forward.
             plain = model(chunks[0][2]).reshape(-1)
             fast = cut.forward(model, x0, spec.step, 0, chunks[0][2]).reshape(-1)
-            if torch.allclose(fast, plain, rtol=1e-4, atol=1e-5 * (1 + plain.abs().max().item())):
+            # The check catches wrong indexing (errors of order 1), not rounding: reduced
+            # precision rounds the two paths differently.
+            tol = 1e-4 if spec.precision == "float32" else 5e-2
+            if torch.allclose(fast, plain, rtol=tol, atol=tol / 10 * (1 + plain.abs().max().item())):
                 self._shortcut_obj = cut
         return self._shortcut_obj
 

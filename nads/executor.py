@@ -25,6 +25,7 @@ import functools
 import hashlib
 import os
 import signal
+import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -136,6 +137,10 @@ class RayExecutor:
         if not ray.is_initialized():
             ray.init(address=None if self.address == "auto" else self.address,
                      include_dashboard=False, log_to_driver=True)
+            # Say what was joined: a mistyped RAY_ADDRESS silently gives a new local cluster.
+            res = ray.cluster_resources()
+            print(f"Ray: {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs "
+                  f"(ray.address = {self.address!r})", file=sys.stderr)
         return ray
 
     def gpus(self) -> float:
