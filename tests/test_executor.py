@@ -1,5 +1,6 @@
 """The local executor: job order, shared data, failures."""
 import os
+import time
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from nads.executor import LocalExecutor
 
 
 def scaled(common, job):
+    time.sleep(0.2)  # long enough that every worker gets jobs, however fast one starts
     return common["scale"] * job, os.getpid()
 
 
