@@ -54,9 +54,9 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     executor = make_executor(executor)
     dev = executor.device(device)
     groups = chunks(len(sets), auto_models_per_batch(dev, models_per_batch))
-    common = (arch, data, np.stack(sets), signs, epsilon, schedule, n_train, str(dev))
+    common = (arch, data, np.stack(sets), signs, epsilon, schedule, n_train, dev)
     results = {}
-    for ids, part in zip(groups, executor.map(_poison_group, groups, common, str(dev))):
+    for ids, part in zip(groups, executor.map(_poison_group, groups, common, dev)):
         results.update(zip(ids, part))
     rows = []
     for i, name in enumerate(names):
@@ -67,8 +67,7 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
 
 
 def _poison_group(common, ids):
-    arch, data, sets, signs, epsilon, schedule, n_train, device = common
-    dev = torch.device(device)
+    arch, data, sets, signs, epsilon, schedule, n_train, dev = common
     n = n_train or len(data.y_train)
     x_tr = torch.from_numpy(data.x_train[:n]).to(dev)
     y_tr = torch.from_numpy(data.y_train[:n]).to(dev)
@@ -93,14 +92,13 @@ def flipped(arch: str, data: Cifar10, nads: np.ndarray, schedule: Schedule, n_tr
     """
     executor = make_executor(executor)
     dev = executor.device(device)
-    common = (arch, data, nads, schedule, n_train, str(dev))
-    original, flipped_acc = executor.map(_flip_job, [False, True], common, str(dev))
+    common = (arch, data, nads, schedule, n_train, dev)
+    original, flipped_acc = executor.map(_flip_job, [False, True], common, dev)
     return {"original_test_acc": original, "flipped_test_acc": flipped_acc}
 
 
 def _flip_job(common, flip: bool) -> float:
-    arch, data, nads, schedule, n_train, device = common
-    dev = torch.device(device)
+    arch, data, nads, schedule, n_train, dev = common
     basis = torch.from_numpy(complete_basis(nads)).to(dev)
     n = n_train or len(data.y_train)
 

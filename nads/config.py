@@ -264,15 +264,22 @@ def _check_archs(section) -> None:
             raise ParamError(f"{section.name}.archs: {e}") from None
 
 
+DEVICES = "auto, cpu, cuda, cuda:N"
+PRECISIONS = ("float32", "tf32", "bf16")
+
+
+def is_device(name: str) -> bool:
+    """A well-formed `device` value (whether it exists here is for nads.runtime to say)."""
+    return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
+
+
 def _check_device(section) -> None:
-    d = section.device
-    ok = d in ("auto", "cpu", "cuda") or (d.startswith("cuda:") and d[5:].isdigit())
-    section.require("device", ok, "allowed: auto, cpu, cuda, cuda:N")
+    section.require("device", is_device(section.device), f"allowed: {DEVICES}")
 
 
 def _check_precision(section) -> None:
-    section.require("precision", section.precision in ("float32", "tf32", "bf16"),
-                    "allowed: float32, tf32, bf16 (reduced precision: see README)")
+    section.require("precision", section.precision in PRECISIONS,
+                    f"allowed: {', '.join(PRECISIONS)} (reduced precision: see README)")
 
 
 SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep, Cifar10, Poison, Flip, Ray)}

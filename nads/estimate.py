@@ -27,10 +27,10 @@ import torch
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from .config import ParamError
+from .config import PRECISIONS, ParamError
 from .executor import Executor, make_executor
 from .models import check_arch, get_model
-from .runtime import PRECISIONS, item_seed, precision, resolve_device
+from .runtime import item_seed, precision, resolve_device
 
 ESTIMATORS = ("fd", "autograd")
 POINTS = ("fixed", "random")
@@ -197,8 +197,7 @@ class FirstLayerShortcut:
         if self.pool is not None:
             if len(self.out_shape) != 3 or min(self.out_shape[1:]) < 2:
                 raise LookupError("the pooled first layer needs (C, H, W) outputs of at least 2x2")
-            self.index = [ix + self._pooled_index(*ix, stop - start)
-                          for ix, (start, stop, _) in zip(self.index, chunks)]
+            self.index = [self._pooled_index(*ix, stop - start) for ix, (start, stop, _) in zip(self.index, chunks)]
 
     @staticmethod
     def _first_layer(model, x0):
@@ -255,11 +254,11 @@ class FirstLayerShortcut:
         a, b = torch.arange(ph), torch.arange(pw)
         cells = (torch.arange(c)[None, :, None, None] * hp * wp + (y0[:, None, None, None] + a[:, None]) * wp
                  + x0[:, None, None, None] + b)                            # (n, c, ph, pw) into (c, hp, wp)
-        return (rows, local, wid, window.reshape(n, -1), cells.reshape(n, -1), (ph, pw))
+        return rows, local, wid, window, cells.reshape(n, -1)
 
     def layer_outputs(self, layer, x0, step: float, chunk: int) -> torch.Tensor:
         """(2n, *out) outputs of `layer` on x0 + s e_i (first n rows) and x0 - s e_i."""
-        rows, pos, wid = self.index[chunk][:3]
+        rows, pos, wid = self.index[chunk]
         n = int(rows.max()) + 1 if len(rows) else 0
         base = layer(x0.reshape(1, *self.in_shape[1:])).reshape(1, -1)
         out = base.expand(2 * n, base.shape[1]).clone()
@@ -270,42 +269,42 @@ class FirstLayerShortcut:
 
     def pooled_outputs(self, layer, pool, x0, step: float, chunk: int) -> torch.Tensor:
         """(2n, c, h/2, w/2): pool(layer(x0 ± s e_i)), recomputing only the cells e_i reaches."""
-        _, _, _, rows, local, wid, window, cells, (ph, pw) = self.index[chunk]
+        rows, local, wid, window, cells = self.index[chunk]
         n, c = len(window), self.out_shape[0]
         base = layer(x0.reshape(1, *self.in_shape[1:]))
         pooled = pool(base).reshape(1, -1)
-        win = base.reshape(-1)[window.repeat(2, 1)]                        # (2n, c * 2ph * 2pw)
+        win = base.reshape(-1)[window.repeat(2, 1, 1, 1)]                  # (2n, c, 2ph, 2pw)
         delta = (step * layer.weight.reshape(-1)[wid]).to(win.dtype)
-        win.index_put_((rows, local), delta, accumulate=True)
-        win.index_put_((rows + n, local), -delta, accumulate=True)
-        patch = pool(win.reshape(2 * n, c, 2 * ph, 2 * pw)).reshape(2 * n, -1)
+        win.view(2 * n, -1).index_put_((rows, local), delta, accumulate=True)
+        win.view(2 * n, -1).index_put_((rows + n, local), -delta, accumulate=True)
+        patch = pool(win).reshape(2 * n, -1)
         out = pooled.expand(2 * n, -1).clone().scatter_(1, cells.repeat(2, 1), patch)
         return out.reshape(2 * n, c, self.out_shape[1] // 2, self.out_shape[2] // 2)
 
     def forward(self, model, x0, step: float, chunk: int, batch: torch.Tensor) -> torch.Tensor:
         """model(batch) for the FD batch of `chunk`, with the first layer replaced by the scatter."""
         layer = model.get_submodule(self.name)
+        # Instance attributes shadow the classes' forwards for this call only.
         if self.pool is None:
             first = self.layer_outputs(layer, x0, step, chunk)
-            layer.forward = lambda *_: first  # instance attribute: shadows the class's forward
-            try:
-                return model(x0[None].expand_as(batch))
-            finally:
-                del layer.forward
-        pool = model.get_submodule(self.pool)
-        pooled = self.pooled_outputs(layer, pool, x0, step, chunk)
-        calls = []
+            shadows = {layer: lambda *_: first}
+        else:
+            pool = model.get_submodule(self.pool)
+            pooled = self.pooled_outputs(layer, pool, x0, step, chunk)
+            calls = []
 
-        def pool_once(x):  # the pool's first call is the one on the first layer's output
-            calls.append(None)
-            return pooled if len(calls) == 1 else type(pool).forward(pool, x)
+            def pool_once(x):  # the pool's first call is the one on the first layer's output
+                calls.append(None)
+                return pooled if len(calls) == 1 else type(pool).forward(pool, x)
 
-        layer.forward = lambda *_: pooled  # not used: the pool ignores it on its first call
-        pool.forward = pool_once
+            shadows = {layer: lambda *_: pooled, pool: pool_once}  # the pool ignores the layer's output
+        for module, fn in shadows.items():
+            module.forward = fn
         try:
             return model(x0[None].expand_as(batch))
         finally:
-            del layer.forward, pool.forward
+            for module in shadows:
+                del module.forward
 
 
 @dataclass
@@ -365,7 +364,7 @@ class Engine:
             self._shortcut_key, self._shortcut_obj = key, None
             try:
                 cut = FirstLayerShortcut(model, x0, [(a, b, None) for a, b, _ in chunks])
-                cut.index = [tuple(t.to(self._dev) if torch.is_tensor(t) else t for t in ix) for ix in cut.index]
+                cut.index = [tuple(t.to(self._dev) for t in ix) for ix in cut.index]
             except LookupError:
                 return None
             # Trust, but verify on this network: same outputs as the plain forward.
@@ -432,7 +431,7 @@ def total_moments(spec: Spec, engine: "Engine", n_networks: int, executor: Execu
     result whatever the executor and its number of workers)."""
     bar = tqdm(total=n_networks, desc=f"NADs {spec.arch} ({spec.estimator})", unit="net",
                disable=not progress, mininterval=2.0)
-    parts = executor.map(shard_moments, shards(n_networks), (spec, engine), str(engine._dev),
+    parts = executor.map(shard_moments, shards(n_networks), (spec, engine), engine._dev,
                          on_done=lambda networks: bar.update(len(networks)))
     bar.close()
     halves = parts[0]

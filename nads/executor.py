@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .config import ParamError
+from .config import DEVICES, ParamError, is_device
 from .runtime import resolve_device
 
 KINDS = ("local", "ray")
@@ -60,12 +60,14 @@ class LocalExecutor:
         """The device jobs run on, for a `device` parameter (auto | cpu | cuda[:N])."""
         return resolve_device(device)
 
-    def map(self, fn: Callable, jobs: Sequence, common=None, device: str = "auto",
+    def map(self, fn: Callable, jobs: Sequence, common=None, device: torch.device | str = "cpu",
             on_done: Callable | None = None) -> list:
-        """[fn(common, job) for job in jobs]; on_done(job) runs here as each job finishes."""
+        """[fn(common, job) for job in jobs]; on_done(job) runs here as each job finishes.
+
+        device: where the jobs compute, as returned by .device()."""
         workers = self.workers
         if workers is None:
-            workers = cpu_workers() if self.device(device).type == "cpu" else 1
+            workers = cpu_workers() if torch.device(device).type == "cpu" else 1
         workers = min(workers, len(jobs))
         if workers <= 1:
             results = []
@@ -143,28 +145,25 @@ class RayExecutor:
                   f"(ray.address = {self.address!r})", file=sys.stderr)
         return ray
 
-    def gpus(self) -> float:
-        return float(self._ray().cluster_resources().get("GPU", 0))
-
     def device(self, device: str) -> torch.device:
         """Tasks run on the cluster's GPUs for device auto/cuda where it has any; Ray
         gives each task its own GPU, which the task sees as cuda:0."""
-        resolve = device in ("auto", "cpu", "cuda") or (device.startswith("cuda:") and device[5:].isdigit())
-        if not resolve:
-            raise ParamError(f"device = {device!r}: allowed: auto, cpu, cuda, cuda:N")
+        if not is_device(device):
+            raise ParamError(f"device = {device!r}: allowed: {DEVICES}")
         if device == "cpu":
             return torch.device("cpu")
-        if self.gpus() > 0:
+        if self._ray().cluster_resources().get("GPU", 0) > 0:
             return torch.device("cuda")
         if device != "auto":
             raise ParamError(f"device = {device!r}: the Ray cluster at {self.address!r} has no GPUs; "
                              "use 'auto' or 'cpu'")
         return torch.device("cpu")
 
-    def map(self, fn: Callable, jobs: Sequence, common=None, device: str = "auto",
+    def map(self, fn: Callable, jobs: Sequence, common=None, device: torch.device | str = "cpu",
             on_done: Callable | None = None) -> list:
+        """As LocalExecutor.map, one Ray task per job."""
         ray = self._ray()
-        gpu = self.device(device).type == "cuda"
+        gpu = torch.device(device).type == "cuda"
         # Retried: a lost worker, and errors that may pass (RuntimeError covers CUDA
         # out-of-memory); not bad input (ValueError, TypeError...), which fails again.
         # GPU tasks get a fresh worker each (Ray's default for GPU functions):
@@ -223,13 +222,12 @@ def import_ray():
 Executor = LocalExecutor | RayExecutor
 
 
-def make_executor(executor: str | Executor = "local", ray_address: str = "auto", max_retries: int = 3,
-                  workers: int | None = None) -> Executor:
+def make_executor(executor: str | Executor = "local", ray_address: str = "auto", max_retries: int = 3) -> Executor:
     """An executor from its name ('local' or 'ray'), or the executor given."""
     if isinstance(executor, (LocalExecutor, RayExecutor)):
         return executor
     if executor == "local":
-        return LocalExecutor(workers)
+        return LocalExecutor()
     if executor == "ray":
         import_ray()  # fail now, before any compute
         return RayExecutor(ray_address, max_retries)

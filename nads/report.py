@@ -44,6 +44,12 @@ def _json(path: Path, stage: str) -> dict:
     return json.loads(_need(path, stage).read_text())
 
 
+def _sweep(root: Path, arch: str, family: str) -> tuple[Path, dict, dict]:
+    """(folder, accuracy table, metrics) of stage sweep-<family>@<arch>."""
+    d, stage = root / "results/sweep" / arch / family, f"sweep-{family}@{arch}"
+    return d, io.read_csv(_need(d / "accuracy.csv", stage)), _json(d / "metrics.json", stage)
+
+
 def _floats(table: dict, key: str) -> np.ndarray:
     return np.array(table[key], dtype=float)
 
@@ -62,9 +68,7 @@ def nads_section(root: Path, arch: str) -> Section:
 
 
 def fourier_section(root: Path, arch: str) -> Section:
-    d = root / "results/sweep" / arch / "fourier"
-    t = io.read_csv(_need(d / "accuracy.csv", f"sweep-fourier@{arch}"))
-    m = _json(d / "metrics.json", f"sweep-fourier@{arch}")
+    d, t, m = _sweep(root, arch, "fourier")
     s = Section(f"{arch} on D(v), Fourier directions", [d / "heatmap.png"],
                 {k: m[k] for k in ("n_directions", "mean_test_acc", "frac_test_acc_above_0.9")})
     acc = _floats(t, "test_acc")
@@ -86,9 +90,7 @@ def fourier_section(root: Path, arch: str) -> Section:
 
 
 def nad_sweep_section(root: Path, arch: str) -> Section:
-    d = root / "results/sweep" / arch / "nad"
-    t = io.read_csv(_need(d / "accuracy.csv", f"sweep-nad@{arch}"))
-    m = _json(d / "metrics.json", f"sweep-nad@{arch}")
+    d, t, m = _sweep(root, arch, "nad")
     s = Section(f"{arch} on D(u_i), its own NADs", [d / "curve.png"],
                 {k: m[k] for k in ("n_directions", "mean_test_acc", "spearman_index_vs_test_acc")})
     if arch != "logreg":

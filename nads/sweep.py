@@ -44,7 +44,7 @@ def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule
     groups = chunks(len(directions), auto_models_per_batch(dev, models_per_batch))
     directions = np.asarray(directions, dtype=np.float32)
     bar = tqdm(total=len(directions), desc=progress, unit="dir", disable=progress is None, mininterval=2.0)
-    parts = executor.map(train_group, groups, (arch, bank, directions, schedule, str(dev)), str(dev),
+    parts = executor.map(train_group, groups, (arch, bank, directions, schedule, dev), dev,
                          on_done=lambda ids: bar.update(len(ids)))
     bar.close()
     out = {"test_acc": np.full(len(directions), np.nan), "train_acc": np.full(len(directions), np.nan)}
@@ -56,8 +56,7 @@ def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule
 
 def train_group(common, ids) -> dict:
     """Directions `ids` trained as one batched computation (the unit of work of a worker)."""
-    arch, bank, directions, schedule, device = common
-    dev = torch.device(device)
+    arch, bank, directions, schedule, dev = common
     z_train, z_test = (torch.from_numpy(bank.split(s)[0]).to(dev) for s in ("train", "test"))
     y_train, y_test = (torch.from_numpy(bank.split(s)[1].astype(np.float32)).to(dev) for s in ("train", "test"))
     v = torch.from_numpy(directions[ids]).to(dev)

@@ -111,7 +111,7 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
     for epoch in range(schedule.epochs):
         for idx in schedule.order(epoch, n_train).split(schedule.batch_size):
             x, y = batches(idx)
-            with precision(schedule.precision, torch.device(device)):
+            with precision(schedule.precision, device):
                 losses = losses_fn(params, buffers, x, y)
                 grads = torch.autograd.grad(losses.sum(), list(params.values()))
             with torch.no_grad():
