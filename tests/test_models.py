@@ -36,11 +36,21 @@ def test_every_architecture_builds_and_runs(arch, channels):
         h.remove()
 
 
-def test_fast_max_pool_is_max_pool():
-    x = torch.randn(3, 5, 14, 14)
-    torch.testing.assert_close(MaxPool2x2()(x), F.max_pool2d(x, 2), rtol=0, atol=0)
-    x = torch.randn(2, 3, 7, 9)
-    torch.testing.assert_close(MaxPool2x2()(x), F.max_pool2d(x, 2), rtol=0, atol=0)
+def test_fast_max_pool_is_max_pool_gradient_included():
+    torch.manual_seed(0)
+    for shape, ties in (((3, 5, 14, 14), False), ((2, 3, 7, 9), False), ((4, 6, 10, 10), True), ((2, 2, 5, 7), True)):
+        x = torch.randn(shape)
+        if ties:  # values in {-1, 0, 1}: most windows hold several maxima; the first in scan order wins
+            x = x.round().clamp(-1, 1)
+        torch.testing.assert_close(MaxPool2x2()(x), F.max_pool2d(x, 2), rtol=0, atol=0)
+        ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out = MaxPool2x2()(ours)
+        torch.testing.assert_close(out, F.max_pool2d(ref, 2), rtol=0, atol=0)
+        g = torch.randn(out.shape)
+        out.backward(g)
+        F.max_pool2d(ref, 2).backward(g)
+        torch.testing.assert_close(ours.grad, ref.grad, rtol=0, atol=0)
+        assert (ours.grad != 0).sum() == out.numel()  # one winner per window
 
 
 def test_user_models_by_import_path_and_clear_errors():
