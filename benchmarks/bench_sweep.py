@@ -1,7 +1,8 @@
 """Direction-sweep training speed: the batched engine against the straightforward loop.
 
 Baseline: one model per direction, trained one after another with torch.optim.SGD,
-clip_grad_norm_ and LambdaLR (`nads.train.train_sequential`), then evaluated.
+clip_grad_norm_ and LambdaLR (`nads.train.train_sequential`), then evaluated on the test
+and training sets, as the sweep does (its outputs are test and train accuracy).
 Batched: `nads.sweep.sweep` - (a) all K directions as one vmapped computation in one
 process, (b) its defaults (groups of directions spread over one process per core).
 Same data, seeds, epochs; one run, alternated; each figure the best of the repeats.
@@ -27,6 +28,8 @@ TRAIN_MFLOP, EVAL_MFLOP = 2.5, 0.83  # LeNet per sample: forward + backward, for
 
 
 def loop(arch, bank, v, schedule):
+    """Test and train accuracy per direction (the sweep's outputs), evaluated in
+    the engine's 256-sample chunks, so only the training differs."""
     z, y = (torch.from_numpy(a) for a in (bank.z_train, bank.y_train.astype(np.float32)))
     zt, yt = (torch.from_numpy(a) for a in (bank.z_test, bank.y_test.astype(np.float32)))
     accs = []
@@ -34,9 +37,11 @@ def loop(arch, bank, v, schedule):
         vk = torch.from_numpy(v[k:k + 1])
         model = train_sequential(init_model(arch, k, schedule, 1, 2, 32), direction_batches(z, y, vk, bank),
                                  len(z), schedule, "cpu")
-        x, lab = direction_batches(zt, yt, vk, bank)(torch.arange(len(zt)))
         with torch.no_grad():
-            accs.append((model(x[0]).argmax(-1) == lab[0]).double().mean().item())
+            test, _ = (sum((model(x[0]).argmax(-1) == lab[0]).sum().item()
+                           for x, lab in map(direction_batches(zz, yy, vk, bank), torch.arange(len(zz)).split(256)))
+                       / len(zz) for zz, yy in ((zt, yt), (z, y)))
+        accs.append(test)
     return np.array(accs)
 
 
