@@ -63,7 +63,7 @@ class MaxPool2x2(nn.Module):
 
     def forward(self, x):
         if not torch.is_grad_enabled():
-            return _max4(x)[0]
+            return _max4(x)
         if x.device.type == "cpu" and not _vmapped(x):
             return _Max2x2.apply(x)
         return F.max_pool2d(x, 2)
@@ -74,12 +74,13 @@ def _vmapped(x) -> bool:
     return torch._C._functorch.is_batchedtensor(x)
 
 
-def _max4(x):
-    """The 2x2 maxima of x (floor mode) and which of each window's four won."""
+def _max4(x, winners: bool = False):
+    """The 2x2 maxima of x (floor mode) [and which of each window's four won]."""
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     x00, x01, x10, x11 = (x[..., i:h:2, j:w:2] for i in (0, 1) for j in (0, 1))
     top, bottom = torch.maximum(x00, x01), torch.maximum(x10, x11)
-    return torch.maximum(top, bottom), (x01 > x00, x11 > x10, bottom > top)
+    out = torch.maximum(top, bottom)
+    return (out, (x01 > x00, x11 > x10, bottom > top)) if winners else out
 
 
 class _Max2x2(torch.autograd.Function):
@@ -88,7 +89,7 @@ class _Max2x2(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x):
-        out, wins = _max4(x)
+        out, wins = _max4(x, winners=True)
         ctx.shape = x.shape
         ctx.save_for_backward(*wins)
         return out
