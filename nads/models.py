@@ -11,6 +11,7 @@ from functools import partial
 from typing import Callable
 
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -52,35 +53,42 @@ def get_model(name: str, in_channels: int = 1, num_classes: int = 1, input_size:
 
 
 class MaxPool2x2(nn.Module):
-    """Exactly F.max_pool2d(x, 2), gradient included; faster on a CPU.
+    """Exactly F.max_pool2d(x, 2), gradient included (NaN windows aside); faster on a CPU.
 
     Four strided maxima instead of max_pool2d, whose CPU forward is ~5-10x
     slower (it computes int64 argmax indices even under no_grad, and runs one
-    window at a time on contiguous maps). Training on a CPU (autograd, not
-    inside vmap) uses `_Max2x2`: per training step, LeNet 1.3x and VGG-11
-    1.03x faster than with max_pool2d (benchmarks/ablate_max_pool.py).
+    window at a time on contiguous maps). Plain autograd on a CPU uses
+    `_Max2x2`: a LeNet training step 1.3x faster, VGG-11's no slower
+    (benchmarks/ablate_max_pool.py). torch.func transforms and forward-mode AD
+    get max_pool2d.
     """
 
     def forward(self, x):
-        if not torch.is_grad_enabled():
+        if not (torch.is_grad_enabled() and x.requires_grad):
             return _max4(x)
-        if x.device.type == "cpu" and not _vmapped(x):
+        if x.device.type == "cpu" and not _transformed(x):
             return _Max2x2.apply(x)
         return F.max_pool2d(x, 2)
 
 
-def _vmapped(x) -> bool:
-    """Inside torch.func.vmap (batched models), where max_pool2d is the safe choice."""
-    return torch._C._functorch.is_batchedtensor(x)
+def _transformed(x) -> bool:
+    """Under torch.func (vmap, grad, ...) or forward-mode AD, which _Max2x2 does not implement."""
+    return torch._C._are_functorch_transforms_active() or fwAD.unpack_dual(x).tangent is not None
 
 
 def _max4(x, winners: bool = False):
-    """The 2x2 maxima of x (floor mode) [and which of each window's four won]."""
+    """The 2x2 maxima of x (floor mode) [and which of each window's four won].
+
+    Winners follow max_pool2d's scan (00, 01, 10, 11): the first maximum wins.
+    max_pool2d also lets a NaN win; testing for NaN costs ~10 % of a LeNet
+    training step here, and only diverged training (recorded as such) has any."""
     h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
     x00, x01, x10, x11 = (x[..., i:h:2, j:w:2] for i in (0, 1) for j in (0, 1))
     top, bottom = torch.maximum(x00, x01), torch.maximum(x10, x11)
     out = torch.maximum(top, bottom)
-    return (out, (x01 > x00, x11 > x10, bottom > top)) if winners else out
+    if not winners:
+        return out
+    return out, tuple(b > a for a, b in ((x00, x01), (x10, x11), (top, bottom)))
 
 
 class _Max2x2(torch.autograd.Function):

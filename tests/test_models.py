@@ -53,6 +53,28 @@ def test_fast_max_pool_is_max_pool_gradient_included():
         assert (ours.grad != 0).sum() == out.numel()  # one winner per window
 
 
+def test_fast_max_pool_propagates_nan_like_max_pool():
+    # Every pattern of NaNs in a 2x2 window (16). (Where the gradient goes in a
+    # window holding NaN is not max_pool2d's: only diverged training has NaN.)
+    masks = torch.tensor([[(m >> b) & 1 for b in range(4)] for m in range(16)], dtype=torch.bool)
+    x = torch.randn(16, 4).where(~masks, torch.nan).view(16, 2, 2).repeat(1, 3, 5).requires_grad_()
+    torch.testing.assert_close(MaxPool2x2()(x), F.max_pool2d(x[None], 2)[0], rtol=0, atol=0, equal_nan=True)
+
+
+def test_max_pool_under_torch_func_and_forward_ad():
+    from torch.func import grad, vmap
+    x = torch.randn(3, 1, 8, 8)
+    ref = torch.func.grad(lambda t: F.max_pool2d(t, 2).pow(2).sum())(x)
+    torch.testing.assert_close(grad(lambda t: MaxPool2x2()(t).pow(2).sum())(x), ref, rtol=0, atol=0)
+    torch.testing.assert_close(vmap(grad(lambda t: MaxPool2x2()(t).pow(2).sum()))(x), ref, rtol=0, atol=0)
+    import torch.autograd.forward_ad as fwAD
+    with fwAD.dual_level():
+        t = torch.randn_like(x)
+        tangent = fwAD.unpack_dual(MaxPool2x2()(fwAD.make_dual(x.clone().requires_grad_(), t))).tangent
+    winners = ref != 0   # the gradient of sum(out^2) is nonzero at each window's winner only
+    torch.testing.assert_close(tangent, (t * winners).view(3, 1, 4, 2, 4, 2).sum((3, 5)), rtol=0, atol=0)
+
+
 def test_user_models_by_import_path_and_clear_errors():
     model = get_model("toy_models:smooth_mlp", 1, 1, 8)
     assert model(torch.randn(4, 1, 8, 8)).shape == (4, 1)
