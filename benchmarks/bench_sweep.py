@@ -28,8 +28,8 @@ TRAIN_MFLOP, EVAL_MFLOP = 2.5, 0.83  # LeNet per sample: forward + backward, for
 
 
 def loop(arch, bank, v, schedule):
-    """Test and train accuracy per direction (the sweep's outputs), evaluated in
-    the engine's 256-sample chunks, so only the training differs."""
+    """Test accuracy per direction; train accuracy is computed too (the sweep's outputs),
+    in the engine's 256-sample chunks, so only the training differs."""
     z, y = (torch.from_numpy(a) for a in (bank.z_train, bank.y_train.astype(np.float32)))
     zt, yt = (torch.from_numpy(a) for a in (bank.z_test, bank.y_test.astype(np.float32)))
     accs = []
@@ -37,12 +37,18 @@ def loop(arch, bank, v, schedule):
         vk = torch.from_numpy(v[k:k + 1])
         model = train_sequential(init_model(arch, k, schedule, 1, 2, 32), direction_batches(z, y, vk, bank),
                                  len(z), schedule, "cpu")
-        with torch.no_grad():
-            test, _ = (sum((model(x[0]).argmax(-1) == lab[0]).sum().item()
-                           for x, lab in map(direction_batches(zz, yy, vk, bank), torch.arange(len(zz)).split(256)))
-                       / len(zz) for zz, yy in ((zt, yt), (z, y)))
-        accs.append(test)
+        accs.append(accuracy(model, direction_batches(zt, yt, vk, bank), len(zt)))
+        accuracy(model, direction_batches(z, y, vk, bank), len(z))
     return np.array(accs)
+
+
+@torch.no_grad()
+def accuracy(model, batches, n: int, chunk: int = 256) -> float:
+    correct = 0
+    for idx in torch.arange(n).split(chunk):
+        x, labels = batches(idx)
+        correct += (model(x[0]).argmax(-1) == labels[0]).sum().item()
+    return correct / n
 
 
 def peak_gflops(n=2048, reps=10) -> float:

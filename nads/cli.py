@@ -95,9 +95,9 @@ def main(argv=None) -> int:
     p.add_argument("--estimator", default="fd", choices=["fd", "autograd"])
     p.add_argument("--step", type=float, default=100.0, help="finite-difference step (default 100)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="float32", choices=["float32", "tf32", "bf16"],
+    p.add_argument("--precision", default="float32", choices=config.PRECISIONS,
                    help="arithmetic of the forward passes (default float32)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"],
+    p.add_argument("--executor", default="local", choices=config.EXECUTORS,
                    help="local (this machine) or ray (a Ray cluster; pip install 'nads[ray]')")
     p.add_argument("--ray-address", default="auto",
                    help="with --executor ray: auto ($RAY_ADDRESS, a cluster started here, or a new local one), "

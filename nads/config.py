@@ -266,6 +266,7 @@ def _check_archs(section) -> None:
 
 DEVICES = "auto, cpu, cuda, cuda:N"
 PRECISIONS = ("float32", "tf32", "bf16")
+EXECUTORS = ("local", "ray")
 
 
 def is_device(name: str) -> bool:
@@ -316,7 +317,7 @@ def profile(path="params.yaml") -> str:
 
 def executor_kind(path="params.yaml") -> str:
     value = read_params(path).get("executor", "local")
-    if value not in ("local", "ray"):
+    if value not in EXECUTORS:
         _fail("executor", value, "allowed: local (this machine), ray (a Ray cluster; see the ray section)")
     return value
 

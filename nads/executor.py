@@ -36,11 +36,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from .config import DEVICES, ParamError, is_device
+from .config import DEVICES, EXECUTORS, ParamError, is_device
 from .runtime import resolve_device
-
-KINDS = ("local", "ray")
-
 
 def cpu_workers() -> int:
     try:
@@ -231,4 +228,4 @@ def make_executor(executor: str | Executor = "local", ray_address: str = "auto",
     if executor == "ray":
         import_ray()  # fail now, before any compute
         return RayExecutor(ray_address, max_retries)
-    raise ParamError(f"executor = {executor!r}: allowed: {', '.join(KINDS)}")
+    raise ParamError(f"executor = {executor!r}: allowed: {', '.join(EXECUTORS)}")
