@@ -17,15 +17,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# Offline: `make repro CIFAR10=/path/to/cifar-10-python.tar.gz` (or an image-folder tree / .tar.gz)
+# Offline: `make repro CIFAR10=/path/to/cifar-10-python.tar.gz` (or its folder, an image-folder
+# tree or a .tar.gz of one). The copy's bytes become data/raw/cifar10 (DVC hashes them): the same
+# file at another path reruns nothing, and the path enters no tracked file.
 CIFAR10 ?=
 
 repro: $(STAMP)
 ifdef CIFAR10
-	dvc exp run -S 'cifar10.source=$(abspath $(CIFAR10))'
-else
-	dvc repro
+	CIFAR10='$(abspath $(CIFAR10))' dvc repro --force --single-item fetch@cifar10
 endif
+	dvc repro
 
 test: $(STAMP)
 	python -m pytest

@@ -8,8 +8,8 @@ from . import config
 
 
 def _check_params(args) -> int:
-    sections = config.check_all(args.params)
-    print(f"{args.params}: profile {config.profile(args.params)!r}, sections ok: {', '.join(sections)}")
+    params = config.load(args.params)
+    print(f"{args.params}: profile {params.profile!r}, sections ok: {', '.join(params.sections)}")
     return 0
 
 
@@ -28,14 +28,15 @@ def _estimate(args) -> int:
 
     import numpy as np
 
-    from . import io
+    from . import files
     from .estimate import estimate_nads
     from .executor import make_executor
 
+    files.check_writable(args.out)  # before minutes of compute, not after
     executor = make_executor(args.executor, args.ray_address)
     result = estimate_nads(args.arch, args.input_shape, args.networks, args.estimator, args.step,
                            args.seed, args.device, precision=args.precision, executor=executor, progress=True)
-    with io.atomic_path(args.out) as tmp:
+    with files.atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, nads=result.nads, eigenvalues=result.eigenvalues,
                      diagnostics=json.dumps(result.diagnostics, sort_keys=True))

@@ -1,11 +1,14 @@
-"""Typed, validated views of params.yaml sections.
+"""Typed, validated views of params.yaml.
 
-Every stage parses its section here before any compute. A bad value stops the
-stage with one line naming the key, the value and what is allowed.
+Every stage parses and checks the whole file here, once, before any compute.
+A bad value stops the stage with one line naming the key, the value and what
+is allowed. This module imports no other nads module at load time (arch names
+are checked by nads.models, imported when a section lists architectures).
 """
 from __future__ import annotations
 
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +16,17 @@ from pathlib import Path
 import yaml
 
 
-class ParamError(ValueError):
-    """A parameter that cannot be used; the message is one line."""
+class InputError(ValueError):
+    """Input a stage cannot use (a parameter, a file, a model, the tracking store),
+    found before any long compute; the message is one line and says what to do."""
 
     def __init__(self, message: str):
         # Messages quote other errors (tarfile, torch...) that may span lines.
         super().__init__(" ".join(str(message).split()))
+
+
+class ParamError(InputError):
+    """A parameter that cannot be used."""
 
 
 def _fail(key: str, value, allowed: str):
@@ -143,18 +151,30 @@ class Nads(Section):
 
 
 @dataclass(frozen=True)
-class Training(Section):
-    """SGD with linear decay to 0, per step; shared by every section that trains."""
+class Schedule:
+    """SGD with linear decay of the learning rate to 0, per step (nads.train runs it)."""
 
     epochs: int = 20
     batch_size: int = 128
     lr: float = 0.5
     momentum: float = 0.0
     weight_decay: float = 0.0
-    clip: float = 0.5
-    seed: int = 0
+    clip: float = 0.5          # max gradient norm per model; <= 0 disables clipping
+    seed: int = 0              # batch order (shared by all models) and model init
+    precision: str = "float32"  # float32 | tf32 | bf16 (nads.runtime.precision)
+
+    def steps_per_epoch(self, n: int) -> int:
+        return -(-n // self.batch_size)
+
+    def lr_at(self, step: int, total: int) -> float:
+        return self.lr * (1.0 - step / total)
+
+
+@dataclass(frozen=True)
+class Training(Section, Schedule):
+    """A section that trains: the schedule, plus where it runs; shared by sweep, poison and flip."""
+
     device: str = "auto"
-    precision: str = "float32"
     models_per_batch: int = 0
 
     def check(self) -> None:
@@ -170,11 +190,9 @@ class Training(Section):
         _check_device(self)
         _check_precision(self)
 
-    def schedule(self):
-        from .train import Schedule
-
-        return Schedule(self.epochs, self.batch_size, self.lr, self.momentum, self.weight_decay, self.clip, self.seed,
-                        self.precision)
+    def schedule(self) -> Schedule:
+        """The schedule alone (what training needs, without the section's other fields)."""
+        return Schedule(**{f.name: getattr(self, f.name) for f in dataclasses.fields(Schedule)})
 
 
 @dataclass(frozen=True)
@@ -189,17 +207,6 @@ class Sweep(Training):
         super().check()
         self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
                      "must be a non-empty list of integers >= 0")
-
-
-@dataclass(frozen=True)
-class Cifar10(Section):
-    """Where CIFAR-10 comes from."""
-
-    name: typing.ClassVar[str] = "cifar10"
-    source: str = "download"
-
-    def check(self) -> None:
-        self.require("source", bool(self.source), "must be 'download' or a path to a local copy")
 
 
 @dataclass(frozen=True)
@@ -283,72 +290,119 @@ def _check_precision(section) -> None:
                     f"allowed: {', '.join(PRECISIONS)} (reduced precision: see README)")
 
 
-SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep, Cifar10, Poison, Flip, Ray)}
+SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep, Poison, Flip, Ray)}
 TOP_LEVEL = {"profile", "executor"}
+
+
+class _Yaml12(yaml.SafeLoader):
+    """YAML 1.2 scalars, as DVC (ruamel.yaml) reads params.yaml: `5e-4` is a number and
+    `yes`/`no`/`on`/`off` are strings (PyYAML's YAML 1.1 reads them the other way round)."""
+
+
+_Yaml12.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in rules if tag.rsplit(":", 1)[1] not in ("bool", "int", "float")]
+    for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+# ruamel.yaml's YAML 1.2 patterns. Int before float: "10" is an int.
+_Yaml12.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"""^(?:[-+]?0b[0-1_]+
+    |[-+]?0o?[0-7_]+
+    |[-+]?[0-9_]+
+    |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
+_Yaml12.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+     [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+
+
+def _yaml12_int(loader, node) -> int:
+    text = loader.construct_scalar(node).replace("_", "")
+    # Base 0 reads 0b/0o/0x prefixes, but refuses "017", which YAML 1.2 reads as 17 (1.1: octal 15).
+    return int(text, 0) if text.lstrip("+-")[:2] in ("0b", "0o", "0x") else int(text)
+
+
+_Yaml12.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+
+
+def parse_yaml(text: str, path) -> dict:
+    try:
+        raw = yaml.load(text, Loader=_Yaml12)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ParamError(f"{path}: not valid YAML ({where}{getattr(e, 'problem', None) or e})") from None
+    if not isinstance(raw, dict):
+        raise ParamError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
+    return raw
 
 
 def read_params(path="params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamError(f"{path}: file not found; run from the repository root, where params.yaml lives")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ParamError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise ParamError(f"{path}: must be a mapping of sections, got {type(raw).__name__}")
-    return raw
+    return parse_yaml(path.read_text(), path)
 
 
-def load(section: str, path="params.yaml"):
-    """The parsed, checked section `section` of the params file."""
-    raw = read_params(path)
-    if section not in raw:
-        raise ParamError(f"{section}: section missing from {path}")
-    return SECTIONS[section].parse(raw[section])
+@dataclass(frozen=True)
+class Params:
+    """The whole params file, checked: every section parsed, cross-section rules held."""
+
+    raw: dict
+    profile: str
+    executor: str
+    sections: dict
+
+    def __getitem__(self, name: str):
+        if name not in self.sections:
+            raise ParamError(f"{name}: section missing from params.yaml")
+        return self.sections[name]
 
 
-def profile(path="params.yaml") -> str:
-    value = read_params(path).get("profile", "custom")
-    if not isinstance(value, str) or not value:
-        _fail("profile", value, "must be a non-empty string (quick, paper, or a name of yours)")
-    return value
-
-
-def executor_kind(path="params.yaml") -> str:
-    value = read_params(path).get("executor", "local")
-    if value not in EXECUTORS:
-        _fail("executor", value, "allowed: local (this machine), ray (a Ray cluster; see the ray section)")
-    return value
-
-
-def executor(path="params.yaml"):
-    """The executor the params choose (top-level `executor`, and the `ray` section)."""
-    from .executor import make_executor
-
-    raw = read_params(path).get("ray")
-    ray = Ray.parse(raw)
-    return make_executor(executor_kind(path), ray.address, ray.max_retries)
-
-
-def check_all(path="params.yaml") -> dict:
-    """Validate every section of the file; unknown sections are errors too."""
+def load(path="params.yaml") -> Params:
+    """Parse and check the whole params file: unknown sections and keys, every value,
+    and the rules between sections. Stages call this once, before any compute."""
     raw = read_params(path)
     allowed = sorted(set(SECTIONS) | TOP_LEVEL)
     for key in raw:
         if key not in allowed:
             _fail(key, raw[key], f"unknown section; allowed: {', '.join(allowed)}")
-    profile(path)
-    executor(path)
-    sections = {name: load(name, path) for name in SECTIONS if name in raw}
-    for name in ("sweep", "poison", "flip"):
-        if name in sections and "nads" in sections:
-            check_has_nads(sections[name], sections["nads"])
-    return sections
+    profile = raw.get("profile", "custom")
+    if not isinstance(profile, str) or not profile:
+        _fail("profile", profile, "must be a non-empty string (quick, paper, or a name of yours)")
+    executor = raw.get("executor", "local")
+    if executor not in EXECUTORS:
+        _fail("executor", executor, "allowed: local (this machine), ray (a Ray cluster; see the ray section)")
+    sections = {name: cls.parse(raw.get(name)) for name, cls in SECTIONS.items() if name in raw or name == "ray"}
+    params = Params(raw, profile, executor, sections)
+    _check_between(params)
+    return params
+
+
+# Stages that use NADs, and the input shape their NADs must have (None: the synthetic data's).
+NAD_USERS = {"sweep": None, "poison": (1, 32, 32), "flip": (1, 32, 32)}
+
+
+def _check_between(params: Params) -> None:
+    """Rules that involve two sections; each stage would otherwise fail late, after computing."""
+    if "nads" not in params.sections:
+        return
+    nads = params["nads"]
+    for name, shape in NAD_USERS.items():
+        if name not in params.sections:
+            continue
+        check_has_nads(params[name], nads)
+        if shape is None and "synthetic" in params.sections:
+            shape = params["synthetic"].input_shape
+        if shape is not None and tuple(nads.input_shape) != tuple(shape):
+            why = ("the sweep trains on D(u_i) for NADs u_i of the synthetic data's shape (synthetic.input_shape)"
+                   if name == "sweep" else f"{name} puts 1x32x32 NADs into CIFAR-10 images")
+            _fail("nads.input_shape", list(nads.input_shape), f"must be {list(shape)}: {why}")
 
 
 def check_has_nads(section: Section, nads: "Nads") -> None:
-    """Sections that use an architecture's NADs need them estimated (on 1x32x32 inputs)."""
+    """Sections that use an architecture's NADs need them estimated."""
     missing = [a for a in section.archs if a not in nads.archs]
     if missing:
         _fail(f"{section.name}.archs", list(section.archs), f"{', '.join(missing)} not in nads.archs; "

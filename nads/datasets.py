@@ -1,28 +1,32 @@
 """CIFAR-10 from any of its usual forms into one cached format; poisoning; NAD-basis flip.
 
-Sources (`cifar10.source`):
-  download                    torchvision's download of the original release (md5-checked)
+Raw sources (`fetch`: the download, or a local copy named by CIFAR10=...):
+  (none)                      the original release, downloaded (md5-checked)
   .../cifar-10-python.tar.gz  the original release (md5-checked)
   .../cifar-10-batches-py/    its extracted folder
   .../tree/ or .../tree.tar.gz  an image-folder tree: train/<class>/*, test/<class>/*,
                               classes in CIFAR-10's label order
-All become uint8 arrays (N, 32, 32, 3), int64 labels and the class names.
+`fetch` copies the source into data/raw/cifar10/ under a fixed name, so the
+pipeline depends on its content, never on where it lay. `load_source` turns
+any of them into uint8 arrays (N, 32, 32, 3), int64 labels and the class names.
 """
 from __future__ import annotations
 
 import hashlib
-import io as _io
+import io
 import pickle
+import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import io
-from .config import ParamError
+from . import files
+from .config import InputError, ParamError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+ORIGINAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ORIGINAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -41,31 +45,66 @@ class Cifar10:
     classes: tuple
 
     def save(self, out_dir) -> None:
-        with io.atomic_path(out_dir) as tmp:
+        with files.atomic_path(out_dir) as tmp:
             tmp.mkdir()
             for name in ("x_train", "y_train", "x_test", "y_test"):
-                io.save_npy(tmp / f"{name}.npy", getattr(self, name))
-            io.write_json(tmp / "classes.json", list(self.classes))
+                files.save_npy(tmp / f"{name}.npy", getattr(self, name))
+            files.write_json(tmp / "classes.json", list(self.classes))
 
     @classmethod
     def load(cls, data_dir) -> "Cifar10":
         data_dir = Path(data_dir)
         if not (data_dir / "classes.json").is_file():
             raise FileNotFoundError(f"{data_dir}: no converted CIFAR-10 here; run `dvc repro cifar10` first")
-        arrays = {n: np.load(data_dir / f"{n}.npy") for n in ("x_train", "y_train", "x_test", "y_test")}
-        return cls(**arrays, classes=tuple(io.read_json(data_dir / "classes.json")))
+        arrays = {n: files.load_npy(data_dir / f"{n}.npy", "dvc checkout data/cifar10 (or dvc repro -f cifar10)")
+                  for n in ("x_train", "y_train", "x_test", "y_test")}
+        return cls(**arrays, classes=tuple(files.read_json(data_dir / "classes.json")))
+
+
+class SourceError(InputError):
+    """A CIFAR-10 source that cannot be read."""
 
 
 def _bad(source, found: str):
-    raise ParamError(f"cifar10.source = {str(source)!r}: {found}. Allowed: 'download', the original "
-                     "cifar-10-python.tar.gz or its cifar-10-batches-py/ folder, or an image-folder tree "
-                     "(train/<class>/*, test/<class>/*) or a .tar.gz of one")
+    raise SourceError(f"CIFAR-10 source {str(source)!r}: {found}. Allowed: the original cifar-10-python.tar.gz or "
+                      "its cifar-10-batches-py/ folder, or an image-folder tree (train/<class>/*, test/<class>/*) "
+                      "or a .tar.gz of one")
 
 
-def load_source(source: str, download_dir="data/downloads") -> Cifar10:
-    """Read CIFAR-10 from `source`; any problem is a one-line ParamError saying what was found."""
-    if source == "download":
-        return _download(download_dir)
+def fetch(dest, source: str | None = None) -> None:
+    """Fill the new folder `dest` with CIFAR-10's raw form: a copy of `source` (a file or
+    a folder), or the original release downloaded (md5-checked) when source is None.
+
+    The copy has a fixed name (archive.tar.gz, archive.tar or folder/), so the same
+    content fetched from anywhere gives the same bytes, and DVC the same hash."""
+    dest = Path(dest)
+    dest.mkdir(parents=True)
+    if source is None:
+        _download(dest)
+        return
+    path = Path(source).expanduser()
+    if path.is_dir():
+        shutil.copytree(path, dest / "folder")
+    elif path.is_file():
+        with open(path, "rb") as f:
+            gzipped = f.read(2) == b"\x1f\x8b"
+        shutil.copyfile(path, dest / ("archive.tar.gz" if gzipped else "archive.tar"))
+    else:
+        _bad(source, "no such file or directory")
+
+
+def load_raw(raw_dir) -> Cifar10:
+    """CIFAR-10 from the folder `fetch` filled."""
+    raw_dir = Path(raw_dir)
+    entries = sorted(raw_dir.iterdir()) if raw_dir.is_dir() else []
+    if len(entries) != 1:
+        raise FileNotFoundError(f"{raw_dir} holds no fetched CIFAR-10: run `make repro CIFAR10=/path/to/copy` "
+                                "or `dvc repro fetch@cifar10`")
+    return load_source(str(entries[0]))
+
+
+def load_source(source: str) -> Cifar10:
+    """Read CIFAR-10 from a local `source`; any problem is a one-line SourceError saying what was found."""
     path = Path(source).expanduser()
     if not path.exists():
         _bad(source, "no such file or directory")
@@ -75,12 +114,12 @@ def load_source(source: str, download_dir="data/downloads") -> Cifar10:
         if (path / "data_batch_1").exists():
             return _from_batches(source, lambda name: (path / name).read_bytes() if (path / name).is_file() else None)
         if (path / "train").is_dir() or (path / "test").is_dir():
-            files = {str(p.relative_to(path)): p for p in path.rglob("*") if p.is_file()}
-            return _from_image_tree(source, {k: (lambda p=p: p.read_bytes()) for k, p in files.items()})
+            found = {str(p.relative_to(path)): p for p in path.rglob("*") if p.is_file()}
+            return _from_image_tree(source, {k: (lambda p=p: p.read_bytes()) for k, p in found.items()})
         _bad(source, f"a folder with neither data_batch_* files nor train/ and test/ ({sorted(p.name for p in path.iterdir())[:5]})")
-    if path.name.endswith((".tar.gz", ".tgz", ".tar")):
+    if tarfile.is_tarfile(path):
         return _from_archive(source, path)
-    _bad(source, f"a file that is not a .tar.gz archive ({path.name})")
+    _bad(source, f"a file that is not a (.tar.gz) archive ({path.name})")
 
 
 def _from_archive(source, path: Path) -> Cifar10:
@@ -149,7 +188,7 @@ def _from_image_tree(source, files: dict) -> Cifar10:
         xs = np.empty((len(names), 32, 32, 3), dtype=np.uint8)
         for i, n in enumerate(names):
             try:
-                img = Image.open(_io.BytesIO(files[n]())).convert("RGB")
+                img = Image.open(io.BytesIO(files[n]())).convert("RGB")
             except Exception as e:  # noqa: BLE001
                 _bad(source, f"an unreadable image {n} ({type(e).__name__})")
             if img.size != (32, 32):
@@ -160,19 +199,17 @@ def _from_image_tree(source, files: dict) -> Cifar10:
     return Cifar10(*splits["train"], *splits["test"], CLASSES)
 
 
-def _download(download_dir) -> Cifar10:
-    from torchvision.datasets import CIFAR10
+def _download(dest: Path) -> None:
+    from torchvision.datasets.utils import download_url
 
-    root = Path(download_dir)
     try:
-        CIFAR10(root=str(root), train=True, download=True)  # verifies the archive's md5
-    except Exception as e:  # noqa: BLE001 - offline, proxy, corrupt download: all mean "set a local source"
-        (root / "cifar-10-python.tar.gz").unlink(missing_ok=True)  # no half-downloaded archive left
-        raise ParamError(f"cifar10.source = 'download': could not download CIFAR-10 ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}); set cifar10.source to a local copy: "
-                         "make repro CIFAR10=/path/to/cifar-10-python.tar.gz, or "
-                         "dvc exp run -S cifar10.source=/path/to/cifar-10-python.tar.gz") from None
-    return load_source(str(root / "cifar-10-batches-py"))
+        download_url(ORIGINAL_URL, str(dest), "archive.tar.gz", md5=ORIGINAL_MD5)
+        if _md5(dest / "archive.tar.gz") != ORIGINAL_MD5:
+            raise OSError("the downloaded archive's md5 is not the release's")
+    except Exception as e:  # noqa: BLE001 - offline, proxy, corrupt download: all mean "use a local copy"
+        raise SourceError(f"could not download CIFAR-10 from {ORIGINAL_URL} ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); give a local copy: "
+                          "make repro CIFAR10=/path/to/cifar-10-python.tar.gz") from None
 
 
 # ---------------------------------------------------------------- poisoning and flip

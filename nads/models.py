@@ -7,6 +7,8 @@ with the same keyword arguments.
 from __future__ import annotations
 
 import importlib
+import re
+from difflib import get_close_matches
 from functools import partial
 from typing import Callable
 
@@ -26,17 +28,40 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+# "package.module:callable", each part a Python identifier. Stages use the arch
+# name as a folder name under results/, so an accepted name must never be able to
+# hold a path separator or '..' (ASCII and fullmatch: no look-alikes, no trailing newline).
+_IMPORT_PATH = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*", re.ASCII)
+_IMPORT_FORM = "'package.module:callable' (Python identifiers joined by dots, no slashes or spaces)"
+
+
+def _one_line(e: BaseException) -> str:
+    """'Type: first line of the message', for errors reported on one line."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 def _factory(name: str) -> Callable[..., nn.Module]:
     if name in _REGISTRY:
         return _REGISTRY[name]
-    if ":" in name:
-        module_name, _, attr = name.partition(":")
-        try:
-            return getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as e:
-            raise ValueError(f"arch = {name!r}: cannot load {attr!r} from module {module_name!r} ({e})") from None
-    raise ValueError(f"arch = {name!r}: unknown architecture; allowed: {', '.join(list_models())}, "
-                     "or 'package.module:callable' for your own model")
+    if ":" not in name:
+        close = get_close_matches(name, list_models())
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise ValueError(f"arch = {name!r}: unknown architecture; {hint}allowed: {', '.join(list_models())}, "
+                         f"or {_IMPORT_FORM} for your own model")
+    if name.startswith("."):
+        raise ValueError(f"arch = {name!r}: relative module paths are not allowed; "
+                         "use an absolute import path such as mypkg.models:build")
+    if not _IMPORT_PATH.fullmatch(name):
+        raise ValueError(f"arch = {name!r}: not a valid import path; use {_IMPORT_FORM}")
+    module_name, _, attr = name.partition(":")
+    try:  # the user's module runs arbitrary code on import: any error is theirs to fix
+        factory = getattr(importlib.import_module(module_name), attr)
+    except Exception as e:
+        raise ValueError(f"arch = {name!r}: cannot load {attr!r} from module {module_name!r} ({_one_line(e)})") from None
+    if not callable(factory):
+        raise ValueError(f"arch = {name!r}: {attr!r} is {type(factory).__name__}, not a callable returning a model")
+    return factory
 
 
 def check_arch(name: str) -> None:
@@ -44,12 +69,53 @@ def check_arch(name: str) -> None:
     _factory(name)
 
 
-def get_model(name: str, in_channels: int = 1, num_classes: int = 1, input_size: int = 32) -> nn.Module:
-    """A freshly initialised model (PyTorch's default initialisation)."""
-    model = _factory(name)(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
+def _as_module(name: str, model) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise ValueError(f"arch = {name!r}: the callable returned {type(model).__name__}, not a torch.nn.Module")
     return model
+
+
+def get_model(name: str, in_channels: int = 1, num_classes: int = 1, input_size: int = 32) -> nn.Module:
+    """A freshly initialised model (PyTorch's default initialisation)."""
+    return _as_module(name, _factory(name)(in_channels=in_channels, num_classes=num_classes, input_size=input_size))
+
+
+def probe_model(name: str, in_channels: int, num_classes: int, input_size: int, batch: int = 2) -> None:
+    """Raise a one-line ValueError unless `name` builds a model mapping standard-normal
+    (batch, in_channels, input_size, input_size) inputs to finite (batch, num_classes)
+    outputs. Stages call it before any long compute, so that a model unfit for their
+    data fails here, naming the architecture, not deep in training or a worker."""
+    factory = _factory(name)
+    shape = (in_channels, input_size, input_size)
+    expected = f"a tensor of shape (batch, num_classes) = {(batch, num_classes)}"
+
+    def fail(what: str):
+        return ValueError(f"arch = {name!r}: {what}")
+
+    # A fixed seed makes the verdict reproducible (NaN outputs may hinge on the
+    # initialisation); fork_rng leaves the caller's random stream as it was.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            model = factory(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
+        except Exception as e:
+            raise fail(f"building it with in_channels={in_channels}, num_classes={num_classes}, "
+                       f"input_size={input_size} raised {_one_line(e)}") from None
+        model = _as_module(name, model).eval()
+        try:
+            with torch.no_grad():
+                out = model(torch.randn(batch, *shape))
+        except Exception as e:
+            raise fail(f"it cannot take inputs of shape (C, H, W) = {shape}: its forward raised {_one_line(e)}") from None
+    if not isinstance(out, torch.Tensor):
+        raise fail(f"its forward returns {type(out).__name__}, not {expected}")
+    if tuple(out.shape) != (batch, num_classes):
+        raise fail(f"its forward returns shape {tuple(out.shape)} for inputs of shape (C, H, W) = {shape}; "
+                   f"expected {expected}")
+    bad = int((~torch.isfinite(out)).sum())
+    if bad:
+        raise fail(f"{bad} of its {out.numel()} outputs are NaN or inf at initialisation "
+                   f"(standard-normal inputs of shape (C, H, W) = {shape})")
 
 
 class MaxPool2x2(nn.Module):

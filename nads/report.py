@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from scipy.stats import spearmanr
 
-from . import io
+from . import files
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _json(path: Path, stage: str) -> dict:
 def _sweep(root: Path, arch: str, family: str) -> tuple[Path, dict, dict]:
     """(folder, accuracy table, metrics) of stage sweep-<family>@<arch>."""
     d, stage = root / "results/sweep" / arch / family, f"sweep-{family}@{arch}"
-    return d, io.read_csv(_need(d / "accuracy.csv", stage)), _json(d / "metrics.json", stage)
+    return d, files.read_csv(_need(d / "accuracy.csv", stage)), _json(d / "metrics.json", stage)
 
 
 def _floats(table: dict, key: str) -> np.ndarray:
@@ -114,7 +114,7 @@ def nad_sweep_section(root: Path, arch: str) -> Section:
 
 def poison_section(root: Path, arch: str) -> Section:
     d = root / "results/poison" / arch
-    t = io.read_csv(_need(d / "results.csv", f"poison@{arch}"))
+    t = files.read_csv(_need(d / "results.csv", f"poison@{arch}"))
     clean = float(t["clean_test_acc"][0])
     acc = _floats(t, "clean_test_acc")[1:]
     idx = t["nad_index"][1:]
@@ -184,8 +184,8 @@ def write(root: Path, out_dir: Path, params: dict, commit: str) -> dict:
              "td{border:1px solid #ccc;padding:2px 8px}")
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>nads results</title><style>{style}</style>"
            f"</head><body>{''.join(parts)}</body></html>\n")
-    with io.atomic_path(out_dir / "index.html") as tmp:
+    with files.atomic_path(out_dir / "index.html") as tmp:
         tmp.write_text(doc)
-    with io.atomic_path(out_dir / "summary.md") as tmp:
+    with files.atomic_path(out_dir / "summary.md") as tmp:
         tmp.write_text("\n".join(md))
     return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import io
+from . import files
 from .config import Synthetic
 from .directions import fourier_directions
 
@@ -80,15 +80,15 @@ def write_bank(out_dir, cfg: Synthetic):
     """
     freqs, directions = fourier_directions(cfg.input_shape, cfg.fourier_stride)
     bank = draw_noise_bank(cfg)
-    with io.atomic_path(out_dir) as tmp:
+    with files.atomic_path(out_dir) as tmp:
         tmp.mkdir()
-        io.save_npy(tmp / "fourier_freqs.npy", freqs)
-        io.save_npy(tmp / "fourier_directions.npy", directions)
+        files.save_npy(tmp / "fourier_freqs.npy", freqs)
+        files.save_npy(tmp / "fourier_directions.npy", directions)
         for split in ("train", "test"):
             z, y = bank.split(split)
-            io.save_npy(tmp / f"noise_{split}.npy", z)
-            io.save_npy(tmp / f"labels_{split}.npy", y)
-        io.write_json(tmp / "meta.json", {
+            files.save_npy(tmp / f"noise_{split}.npy", z)
+            files.save_npy(tmp / f"labels_{split}.npy", y)
+        files.write_json(tmp / "meta.json", {
             "input_shape": list(cfg.input_shape), "epsilon": cfg.epsilon, "sigma": cfg.sigma,
             "n_train": cfg.n_train, "n_test": cfg.n_test, "seed": cfg.seed,
             "fourier_stride": cfg.fourier_stride, "n_fourier": len(freqs),
@@ -116,8 +116,11 @@ def load_bank(data_dir) -> tuple[NoiseBank, np.ndarray, np.ndarray]:
     meta_path = data_dir / "meta.json"
     if not meta_path.is_file():
         raise FileNotFoundError(f"{data_dir}: no synthetic data bank here; run `dvc repro synthetic` first")
-    meta = io.read_json(meta_path)
-    arrays = {f"{k}_{s}": np.load(data_dir / f"{n}_{s}.npy")
-              for k, n in (("z", "noise"), ("y", "labels")) for s in ("train", "test")}
+    meta = files.read_json(meta_path)
+
+    def load(name):
+        return files.load_npy(data_dir / f"{name}.npy", f"dvc checkout {data_dir} (or dvc repro -f synthetic)")
+
+    arrays = {f"{k}_{s}": load(f"{n}_{s}") for k, n in (("z", "noise"), ("y", "labels")) for s in ("train", "test")}
     bank = NoiseBank(**arrays, epsilon=meta["epsilon"], sigma=meta["sigma"], shape=tuple(meta["input_shape"]))
-    return bank, np.load(data_dir / "fourier_freqs.npy"), np.load(data_dir / "fourier_directions.npy")
+    return bank, load("fourier_freqs"), load("fourier_directions")

@@ -5,17 +5,34 @@ The default store is MLflow's embedded SQLite database at the repository root
 sets it: `dvc exp run --queue` runs stages in a temporary copy but points
 DVC_ROOT at the real repository, so queued experiments log to the same store.
 MLFLOW_TRACKING_URI overrides all of this. The store is never a DVC dep or out.
+
+Tracking is the log of the results, not the results: the store is checked
+before any compute (one line naming the URI if it cannot take a run), and a
+store lost mid-run only loses the log (a warning), never the stage's outputs.
+A run ends FINISHED, FAILED, or KILLED (Ctrl-C, SIGTERM); a run whose process
+was killed outright (kill -9) is marked KILLED by the next stage that starts.
 """
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
+import sys
+import urllib.error
+import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
-# Before mlflow is imported anywhere: no telemetry leaves a researcher's machine.
+from .config import InputError
+from .files import pid_alive
+
+# Before mlflow is imported anywhere: no telemetry leaves a researcher's machine,
+# and a tracking server that stops answering costs seconds, not MLflow's default
+# minutes of retries.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 EXPERIMENT = "nads"
 
@@ -33,6 +50,35 @@ def repo_root() -> Path:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+class StoreError(InputError):
+    """The tracking store cannot take a run."""
+
+
+def check_store(uri: str, timeout: float = 5.0) -> None:
+    """Fail in one line, in at most `timeout` seconds, if the store at `uri` cannot take a run."""
+    def fail(why: str):
+        raise StoreError(f"MLflow tracking store {uri}: {why}; fix it, or set MLFLOW_TRACKING_URI to another store")
+
+    if uri.startswith(("http://", "https://")):
+        try:
+            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+        except (OSError, ValueError) as e:  # refused, timed out, DNS, HTTP error status
+            fail(f"no answer within {timeout:g} s ({getattr(e, 'reason', None) or e})")
+        return
+    if uri.startswith("sqlite:///"):
+        path = Path(uri[len("sqlite:///"):])
+    elif "://" not in uri or uri.startswith("file:"):
+        path = Path(uri.removeprefix("file://").removeprefix("file:"))  # a file store: a folder
+    else:
+        return  # another backend (databricks, postgresql...): its client reports its own errors
+    folder = path if not uri.startswith("sqlite:") else path.parent
+    if path.exists() and not os.access(path, os.W_OK):
+        fail(f"{path} is read-only")
+    existing = next((d for d in (folder, *folder.parents) if d.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        fail(f"cannot write in {existing or folder}")
 
 
 def git_commit(root: Path) -> str:
@@ -62,43 +108,92 @@ def _experiment_id(mlflow, artifact_location: str | None) -> str:
 
 
 class StageRun:
-    """The MLflow run of one stage execution."""
+    """The MLflow run of one stage execution. Logging never fails the stage: if the
+    store goes away mid-run, one warning says so and the rest of the log is dropped."""
 
-    def __init__(self, mlflow, run):
+    def __init__(self, mlflow, run, uri: str):
         self._mlflow = mlflow
         self.run = run
+        self.uri = uri
+        self.lost = False
 
-    def log_metrics(self, metrics: dict) -> None:
+    def _try(self, fn, *args, **kwargs) -> None:
+        if self.lost:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as e:  # noqa: BLE001 - any store failure: the outputs matter, not the log
+            self.lost = True
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            print(f"warning: MLflow tracking store {self.uri} failed ({type(e).__name__}: {first}); "
+                  "this run's log is incomplete, the stage's outputs are not affected", file=sys.stderr)
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         numeric = {k: float(v) for k, v in flatten(metrics).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        self._mlflow.log_metrics(numeric)
+        self._try(self._mlflow.log_metrics, numeric, step=step)
 
     def log_artifacts(self, *paths, subdir: str | None = None) -> None:
         for p in map(Path, paths):
             if p.is_dir():
-                self._mlflow.log_artifacts(str(p), artifact_path=subdir)
+                self._try(self._mlflow.log_artifacts, str(p), artifact_path=subdir)
             elif p.is_file():
-                self._mlflow.log_artifact(str(p), artifact_path=subdir)
+                self._try(self._mlflow.log_artifact, str(p), artifact_path=subdir)
+
+    def end(self, status: str) -> None:
+        self._try(self._mlflow.end_run, status)
+
+
+def end_orphans(client, experiment_id: str) -> list[str]:
+    """Mark KILLED the RUNNING runs started on this host by processes that no longer exist
+    (a stage killed with kill -9 could not end its own run)."""
+    host = socket.gethostname()
+    orphans = []
+    for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
+        tags = run.data.tags
+        if tags.get("host") == host and tags.get("pid", "").isdigit() and not pid_alive(int(tags["pid"])):
+            client.set_terminated(run.info.run_id, "KILLED")
+            orphans.append(run.info.run_id)
+    return orphans
 
 
 @contextmanager
 def stage_run(stage: str, params: dict, profile: str):
     """One MLflow run in experiment `nads`, named after the DVC stage.
 
-    Tagged with the git commit and the profile; the stage's params are logged
-    flat (`synthetic.epsilon`, ...). A stage that raises leaves a FAILED run.
+    Tagged with the git commit, the profile, the host and process id; the
+    stage's params are logged flat (`synthetic.epsilon`, ...). It ends FAILED
+    if the stage raises, KILLED on KeyboardInterrupt (Ctrl-C, and SIGTERM in a
+    stage program). Runs that killed processes left RUNNING are ended first.
     """
+    uri = tracking_uri()
+    check_store(uri)
     import mlflow
 
     root = repo_root()
     # Artifacts beside the default store; a user-chosen store keeps its own
     # default. (Decided before set_tracking_uri, which exports the variable.)
     artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
-    mlflow.set_tracking_uri(tracking_uri())
+    mlflow.set_tracking_uri(uri)
     name = os.environ.get("DVC_STAGE", stage)
-    tags = {"git_commit": git_commit(root), "profile": profile, "stage": stage, "dvc_stage": name}
+    tags = {"git_commit": git_commit(root), "profile": profile, "stage": stage, "dvc_stage": name,
+            "host": socket.gethostname(), "pid": str(os.getpid())}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(experiment_id=_experiment_id(mlflow, artifacts), run_name=name, tags=tags) as run:
-        mlflow.log_params({k: str(v) for k, v in flatten(params).items()})
-        yield StageRun(mlflow, run)
+    try:
+        experiment = _experiment_id(mlflow, artifacts)
+        end_orphans(mlflow.MlflowClient(), experiment)
+        run = StageRun(mlflow, mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags), uri)
+    except Exception as e:  # noqa: BLE001 - the store passed check_store but still refuses: say so in one line
+        raise StoreError(f"MLflow tracking store {uri}: cannot start a run ({type(e).__name__}: "
+                         f"{(str(e).strip().splitlines() or [''])[0][:200]})") from None
+    run._try(mlflow.log_params, {k: str(v) for k, v in flatten(params).items()})
+    try:
+        yield run
+    except KeyboardInterrupt:
+        run.end("KILLED")
+        raise
+    except BaseException:
+        run.end("FAILED")
+        raise
+    run.end("FINISHED")

@@ -13,7 +13,6 @@ CIFAR-10 poisoning (K poisoned training sets).
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,32 +21,15 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
+from .config import Schedule
 from .models import get_model
 from .runtime import item_seed, precision
 
 
-@dataclass(frozen=True)
-class Schedule:
-    """SGD with linear decay of the learning rate to 0, per step."""
-
-    epochs: int = 20
-    batch_size: int = 128
-    lr: float = 0.5
-    momentum: float = 0.0
-    weight_decay: float = 0.0
-    clip: float = 0.5          # max gradient norm per model; <= 0 disables clipping
-    seed: int = 0              # batch order (shared by all models) and model init
-    precision: str = "float32"  # float32 | tf32 | bf16 (nads.runtime.precision)
-
-    def steps_per_epoch(self, n: int) -> int:
-        return math.ceil(n / self.batch_size)
-
-    def lr_at(self, step: int, total: int) -> float:
-        return self.lr * (1.0 - step / total)
-
-    def order(self, epoch: int, n: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(item_seed(self.seed, 1_000_000 + epoch))
-        return torch.randperm(n, generator=g)
+def batch_order(schedule: Schedule, epoch: int, n: int) -> torch.Tensor:
+    """The order of the n training samples in `epoch` (shared by all models of a run)."""
+    g = torch.Generator().manual_seed(item_seed(schedule.seed, 1_000_000 + epoch))
+    return torch.randperm(n, generator=g)
 
 
 def init_model(arch: str, model_id: int, schedule: Schedule, in_channels: int, num_classes: int,
@@ -109,7 +91,7 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
     bar = tqdm(total=total, desc=progress, unit="step", disable=progress is None, mininterval=2.0)
     step = 0
     for epoch in range(schedule.epochs):
-        for idx in schedule.order(epoch, n_train).split(schedule.batch_size):
+        for idx in batch_order(schedule, epoch, n_train).split(schedule.batch_size):
             x, y = batches(idx)
             with precision(schedule.precision, device):
                 losses = losses_fn(params, buffers, x, y)
@@ -167,7 +149,7 @@ def train_sequential(model: torch.nn.Module, batches: Batches, n_train: int, sch
     total = schedule.epochs * schedule.steps_per_epoch(n_train)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / total)
     for epoch in range(schedule.epochs):
-        for idx in schedule.order(epoch, n_train).split(schedule.batch_size):
+        for idx in batch_order(schedule, epoch, n_train).split(schedule.batch_size):
             x, y = batches(idx)
             loss = F.cross_entropy(model(x[0]), y[0])
             opt.zero_grad()

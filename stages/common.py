@@ -1,53 +1,103 @@
-"""What every stage program does around its recipe: params first, one-line errors."""
+"""What every stage program does around its recipe.
+
+Before any compute: finish or discard the outputs a killed stage left, check
+the whole params file, check the MLflow store. Then the recipe writes every
+output into staging folders; they replace the old outputs together when it
+returns; then the metrics and figures are logged to MLflow. Bad input ends the
+program with one line on stderr and exit status 2; Ctrl-C or SIGTERM ends it
+with status 130, the previous outputs in place and the MLflow run KILLED.
+"""
 from __future__ import annotations
 
+import signal
 import sys
 from contextlib import contextmanager
-
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from nads import config, io, tracking
+from nads import config, files, tracking
+from nads.executor import make_executor
+from nads.models import probe_model
+
+
+class Stage:
+    """One stage execution: its params, where its outputs go, what it will log."""
+
+    def __init__(self, name: str, params: config.Params, outputs: files.OutputSet):
+        self.params = params
+        self.cfg = params.sections.get(name)   # the stage's own section (None for the report)
+        self._outputs = outputs
+        self._log: list = []
+
+    def folder(self, final) -> Path:
+        """The staging counterpart of the real folder `final`: what is written into it
+        replaces the entries of the same names in `final`, all outputs together."""
+        return self._outputs.folder(final)
+
+    @cached_property
+    def executor(self):
+        ray = self.params["ray"]
+        return make_executor(self.params.executor, ray.address, ray.max_retries)
+
+    def finish(self, metrics: dict, metrics_path, *artifacts) -> None:
+        """Write the metrics JSON for DVC; the same metrics and the artifacts go to
+        MLflow once the outputs are in place."""
+        files.write_json(metrics_path, metrics)
+        self._log.append((metrics, [metrics_path, *artifacts]))
+
+    def log(self, metrics: dict) -> None:
+        """Metrics for MLflow only (timings: not a function of params and code)."""
+        self._log.append((metrics, []))
+
+    def log_to(self, run: tracking.StageRun) -> None:
+        for metrics, paths in self._log:
+            run.log_metrics(metrics)
+            run.log_artifacts(*(self._outputs.final(p) for p in paths))
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM takes Ctrl-C's way out: outputs kept, run marked KILLED
 
 
 @contextmanager
-def stage(name: str, extra_params: dict | None = None, params_path: str = "params.yaml", section: bool = True):
-    """Parse and check the stage's params section before any compute, then open its MLflow run.
+def stage(name: str, label: str | None = None, all_params: bool = False, **logged):
+    """Run the body as stage `label` (e.g. nads@lenet) of section `name`; yields a Stage.
 
-    Yields (params, run). A ParamError (bad params, or bad input found by the
-    library's own checks) or a missing input ends the program with one line on
-    stderr and exit status 2; outputs are written atomically, so nothing
-    half-written remains. section=False: a stage without a params section.
-    """
+    The MLflow run logs the stage's section (all of params.yaml with
+    all_params) and `logged` (the architecture...)."""
+    label = label or name
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
-        params = config.load(name, params_path) if section else None
-        logged = {**({name: params.to_dict()} if section else {}), **(extra_params or {}),
-                  "executor": config.executor_kind(params_path)}
-        with tracking.stage_run(name, logged, config.profile(params_path)) as run:
-            yield params, run
-    except (config.ParamError, FileNotFoundError) as e:  # bad params, or an upstream output missing
+        files.recover()
+        params = config.load()
+        section = params.sections.get(name)
+        own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
+        logged = {**own, **logged, "executor": params.executor}
+        with tracking.stage_run(name, logged, params.profile) as run:
+            with files.OutputSet(label) as outputs:
+                st = Stage(name, params, outputs)
+                yield st
+            st.log_to(run)  # after the outputs are in place: a lost store cannot cost them
+    except (config.InputError, FileNotFoundError) as e:  # bad input, or an upstream output missing
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:
+        print(f"{label}: interrupted; the previous outputs are unchanged", file=sys.stderr)
+        sys.exit(130)
 
 
-def finish(run, metrics: dict, metrics_path, *artifacts) -> None:
-    """Write the stage's metrics JSON for DVC and log the same, plus artifacts, to MLflow."""
-    io.write_json(metrics_path, metrics)
-    run.log_metrics(metrics)
-    run.log_artifacts(metrics_path, *artifacts)
+def check_model(arch: str, in_channels: int, num_classes: int, input_size: int, section: str) -> None:
+    """The architecture builds and takes the stage's inputs: one line naming it, before any compute."""
+    try:
+        probe_model(arch, in_channels, num_classes, input_size)
+    except ValueError as e:
+        raise config.ParamError(f"{section}.archs: {e}") from None
 
 
-def load_nads(section, arch: str, shape) -> tuple:
-    """(NADs, eigenvalues) of `arch` from the nads stage, for a stage whose inputs have `shape`.
-
-    Fails in one line if the architecture has no NADs configured or they are of
-    another input size.
-    """
-    config.check_has_nads(section, config.load("nads"))
+def load_nads(st: Stage, arch: str) -> tuple:
+    """(NADs, eigenvalues) of `arch` from its nads stage (the params say they exist and fit)."""
     path = Path("results/nads") / arch
-    nads = np.load(path / "nads.npy")
-    if nads.shape[1] != int(np.prod(shape)):
-        raise config.ParamError(f"nads.input_shape: {section.name} needs NADs of {tuple(shape)} inputs "
-                                f"(dimension {int(np.prod(shape))}); {arch}'s have dimension {nads.shape[1]}")
-    return nads, np.load(path / "eigenvalues.npy")
+    restore = f"dvc checkout {path} (or dvc repro -f nads@{arch})"
+    return files.load_npy(path / "nads.npy", restore), files.load_npy(path / "eigenvalues.npy", restore)

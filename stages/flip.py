@@ -2,22 +2,24 @@
 import sys
 from pathlib import Path
 
-from nads import config, plots
+from nads import plots
 from nads.cifar import flipped
 from nads.datasets import Cifar10
-from stages.common import finish, load_nads, stage
+from stages.common import check_model, load_nads, stage
 
 
 def main(arch: str) -> None:
-    with stage("flip", {"arch": arch}) as (cfg, run):
-        nads, _ = load_nads(cfg, arch, (1, 32, 32))
+    with stage("flip", f"flip@{arch}", arch=arch) as st:
+        cfg = st.cfg
+        check_model(arch, 3, 10, 32, "flip")
+        nads, _ = load_nads(st, arch)
         result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, cfg.device,
-                         config.executor())
+                         st.executor)
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]
-        out = Path("results/flip") / arch
+        out = st.folder(Path("results/flip") / arch)
         plots.bars({"original": result["original_test_acc"], "flipped NAD basis": result["flipped_test_acc"]},
                    out / "bars.png", ylabel="CIFAR-10 test accuracy", title=f"{arch}: original vs flipped basis")
-        finish(run, result, out / "metrics.json", out / "bars.png")
+        st.finish(result, out / "metrics.json", out / "bars.png")
 
 
 if __name__ == "__main__":

@@ -2,43 +2,46 @@
 import sys
 from pathlib import Path
 
-from nads import config, io, plots
+from nads import files, plots
 from nads.estimate import AGREEMENT_K, estimate_nads, subspace_agreement
 from nads.spectral import index_frequency_correlation
-from stages.common import finish, stage
+from stages.common import check_model, stage
 
 FIGURE_INDICES = (0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000)
 
 
 def main(arch: str) -> None:
-    with stage("nads", {"arch": arch}) as (cfg, run):
-        out = Path("results/nads") / arch
+    with stage("nads", f"nads@{arch}", arch=arch) as st:
+        cfg = st.cfg
+        c, h, _ = cfg.input_shape
+        check_model(arch, c, 1, h, "nads")
+        out = st.folder(Path("results/nads") / arch)
         common = dict(arch=arch, input_shape=cfg.input_shape, n_networks=cfg.n_networks,
                       step=cfg.step, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
-                      executor=config.executor())
+                      executor=st.executor)
         result = estimate_nads(estimator=cfg.estimator, progress=True, **common)
         metrics = dict(result.diagnostics)
         rank = metrics["rank"]
         metrics["index_frequency_spearman"] = index_frequency_correlation(result.nads, cfg.input_shape, min(rank, 500))
         if cfg.compare_autograd and cfg.estimator == "fd":
             # Same networks, exact gradients at x0: how different are its directions?
-            other = estimate_nads(estimator="autograd", **common)
+            other = estimate_nads(estimator="autograd", progress=True, **common)
             for k in AGREEMENT_K:
                 if k <= len(result.nads):
                     metrics[f"autograd_vs_fd_top{k}"] = subspace_agreement(result.nads, other.nads, k)
             metrics["autograd_index_frequency_spearman"] = index_frequency_correlation(
                 other.nads, cfg.input_shape, min(rank, 500))
 
-        io.save_npy(out / "nads.npy", result.nads)
-        io.save_npy(out / "eigenvalues.npy", result.eigenvalues)
+        files.save_npy(out / "nads.npy", result.nads)
+        files.save_npy(out / "eigenvalues.npy", result.eigenvalues)
         shown = [i for i in FIGURE_INDICES if i < len(result.nads)]
         plots.patterns_with_spectra(result.nads[shown], cfg.input_shape, [f"u{i}" for i in shown],
                                     out / "nads.png", suptitle=f"NADs of {arch} ({cfg.estimator}, "
                                     f"{cfg.n_networks} networks): pixels above centred |FFT|^2")
         plots.spectrum(result.eigenvalues, out / "spectrum.png", rank=rank,
                        title=f"{arch}: gradient covariance spectrum ({cfg.n_networks} networks)")
-        finish(run, metrics, out / "metrics.json", out / "nads.png", out / "spectrum.png", out / "eigenvalues.npy")
-        run.log_metrics({f"timing.{k}": v for k, v in result.timing.items() if k != "device"})
+        st.finish(metrics, out / "metrics.json", out / "nads.png", out / "spectrum.png", out / "eigenvalues.npy")
+        st.log({f"timing.{k}": v for k, v in result.timing.items() if k != "device"})  # MLflow only: not reproducible
 
 
 if __name__ == "__main__":

@@ -2,20 +2,22 @@
 import sys
 from pathlib import Path
 
-from nads import config, io, plots
+from nads import files, plots
 from nads.cifar import poisoning
 from nads.datasets import Cifar10
-from stages.common import finish, load_nads, stage
+from stages.common import check_model, load_nads, stage
 
 
 def main(arch: str) -> None:
-    with stage("poison", {"arch": arch}) as (cfg, run):
-        nads, _ = load_nads(cfg, arch, (1, 32, 32))  # carriers come from 1x32x32 NADs
+    with stage("poison", f"poison@{arch}", arch=arch) as st:
+        cfg = st.cfg
+        check_model(arch, 3, 10, 32, "poison")
+        nads, _ = load_nads(st, arch)  # carriers come from 1x32x32 NADs
         data = Cifar10.load("data/cifar10")
-        out = Path("results/poison") / arch
+        out = st.folder(Path("results/poison") / arch)
         rows = poisoning(arch, data, nads, cfg.nad_indices, cfg.epsilon, cfg.schedule(), cfg.n_train,
-                         cfg.device, cfg.models_per_batch or None, config.executor())
-        io.write_csv(out / "results.csv", {k: [r[k] for r in rows] for k in rows[0]})
+                         cfg.device, cfg.models_per_batch or None, st.executor)
+        files.write_csv(out / "results.csv", {k: [r[k] for r in rows] for k in rows[0]})
         clean, poisoned = rows[0], rows[1:]
         metrics = {"clean_baseline_test_acc": clean["clean_test_acc"],
                    **{f"nad{r['nad_index']}_clean_test_acc": r["clean_test_acc"] for r in poisoned},
@@ -24,7 +26,7 @@ def main(arch: str) -> None:
         plots.poison_curve([r["nad_index"] for r in poisoned], [r["clean_test_acc"] for r in poisoned],
                            clean["clean_test_acc"], out / "curve.png",
                            title=f"{arch}: CIFAR-10 with a carrier on NAD k (eps={cfg.epsilon})")
-        finish(run, metrics, out / "metrics.json", out / "curve.png", out / "results.csv")
+        st.finish(metrics, out / "metrics.json", out / "curve.png", out / "results.csv")
 
 
 if __name__ == "__main__":

@@ -1,19 +1,16 @@
 """Stage `report`: one self-contained HTML report and a Markdown summary of every result."""
 from pathlib import Path
 
-from nads import config, report
+from nads import report
 from nads.tracking import git_commit
-from stages.common import finish, stage
-
-OUT = Path("results/report")
+from stages.common import stage
 
 
 def main() -> None:
-    params = config.read_params()
-    with stage("report", {"params": params}, section=False) as (_, run):
-        config.check_all()
-        metrics = report.write(Path("."), OUT, params, git_commit(Path(".")))
-        finish(run, metrics, OUT / "metrics.json", OUT / "index.html", OUT / "summary.md")
+    with stage("report", all_params=True) as st:
+        out = st.folder("results/report")
+        metrics = report.write(Path("."), out, st.params.raw, git_commit(Path(".")))
+        st.finish(metrics, out / "metrics.json", out / "index.html", out / "summary.md")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,35 @@
-"""Stage `sweep@<arch>-<family>`: accuracy of `arch` on D(v) for each direction of a family."""
+"""Stage `sweep-<family>@<arch>`: accuracy of `arch` on D(v) for each direction of a family."""
 import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from nads import config, io, plots
+from nads import config, files, plots
 from nads.synthetic import load_bank
 from nads.sweep import sweep
-from stages.common import finish, load_nads, stage
+from stages.common import check_model, load_nads, stage
 
 
 def main(arch: str, family: str) -> None:
-    with stage("sweep", {"arch": arch, "family": family}) as (cfg, run):
+    with stage("sweep", f"sweep-{family}@{arch}", arch=arch, family=family) as st:
+        cfg = st.cfg
         bank, freqs, fourier = load_bank("data/synthetic")
-        out = Path("results/sweep") / arch / family
+        c, h, _ = bank.shape
+        check_model(arch, c, 2, h, "sweep")
+        out = st.folder(Path("results/sweep") / arch / family)
         if family == "fourier":
             directions, columns = fourier, {"k1": freqs[:, 0], "k2": freqs[:, 1]}
         else:
-            nads, vals, indices = nad_directions(arch, cfg, bank.shape)
+            nads, vals = load_nads(st, arch)
+            indices = np.array(cfg.nad_indices)
+            if indices.max() >= len(nads):
+                raise config.ParamError(f"sweep.nad_indices = {list(cfg.nad_indices)}: {arch} has {len(nads)} NADs "
+                                        f"(indices 0..{len(nads) - 1})")
             directions, columns = nads[indices], {"index": indices, "eigenvalue": vals[indices]}
         acc = sweep(arch, bank, directions, cfg.schedule(), cfg.device, cfg.models_per_batch or None,
-                    config.executor(), progress=f"sweep {arch} {family}")
-        io.write_csv(out / "accuracy.csv", {**columns, **acc})
+                    st.executor, progress=f"sweep {arch} {family}")
+        files.write_csv(out / "accuracy.csv", {**columns, **acc})
 
         test = acc["test_acc"]
         metrics = {"n_directions": len(test), "mean_test_acc": float(np.nanmean(test)),
@@ -31,26 +38,13 @@ def main(arch: str, family: str) -> None:
                  f"{cfg.epochs} epochs, n={len(bank.y_train)}")
         if family == "fourier":
             figure = out / "heatmap.png"
-            plots.fourier_heatmap(freqs, test, bank.shape, load_stride(), figure, title=title)
+            stride = files.read_json("data/synthetic/meta.json")["fourier_stride"]
+            plots.fourier_heatmap(freqs, test, bank.shape, stride, figure, title=title)
         else:
             figure = out / "curve.png"
             metrics["spearman_index_vs_test_acc"] = float(spearmanr(indices, test, nan_policy="omit").statistic)
             plots.nad_curve(indices, test, vals[indices], figure, title=title)
-        finish(run, metrics, out / "metrics.json", figure, out / "accuracy.csv")
-
-
-def nad_directions(arch: str, cfg, shape):
-    """The architecture's NADs, eigenvalues and the checked list of indices."""
-    nads, vals = load_nads(cfg, arch, shape)
-    indices = np.array(cfg.nad_indices)
-    if indices.max() >= len(nads):
-        raise config.ParamError(f"sweep.nad_indices = {list(cfg.nad_indices)}: {arch} has {len(nads)} NADs "
-                                f"(indices 0..{len(nads) - 1})")
-    return nads, vals, indices
-
-
-def load_stride() -> int:
-    return int(io.read_json("data/synthetic/meta.json")["fourier_stride"])
+        st.finish(metrics, out / "metrics.json", figure, out / "accuracy.csv")
 
 
 if __name__ == "__main__":

@@ -4,20 +4,19 @@ from pathlib import Path
 import numpy as np
 
 from nads import plots, synthetic
-from stages.common import finish, stage
-
-DATA = Path("data/synthetic")
-RESULTS = Path("results/synthetic")
+from stages.common import stage
 
 
 def main() -> None:
-    with stage("synthetic") as (cfg, run):
-        metrics, freqs, directions = synthetic.write_bank(DATA, cfg)
+    with stage("synthetic") as st:
+        cfg = st.cfg
+        data, results = st.folder("data") / "synthetic", st.folder("results/synthetic")
+        metrics, freqs, directions = synthetic.write_bank(data, cfg)
         show = np.linspace(0, len(freqs) - 1, min(8, len(freqs))).round().astype(int)
         plots.patterns_with_spectra(
             directions[show], cfg.input_shape, [f"k=({k1},{k2})" for k1, k2 in freqs[show]],
-            RESULTS / "directions.png", suptitle="Fourier directions (pixels above centred |FFT|^2)")
-        finish(run, metrics, RESULTS / "metrics.json", RESULTS / "directions.png", DATA / "meta.json")
+            results / "directions.png", suptitle="Fourier directions (pixels above centred |FFT|^2)")
+        st.finish(metrics, results / "metrics.json", results / "directions.png", data / "meta.json")
 
 
 if __name__ == "__main__":

@@ -40,27 +40,68 @@ def test_good_values_are_normalised():
 
 @pytest.mark.parametrize("profile", ["quick", "paper"])
 def test_profiles_validate_and_share_their_keys(profile):
-    sections = config.check_all(ROOT / "profiles" / f"{profile}.yaml")
-    assert config.profile(ROOT / "profiles" / f"{profile}.yaml") == profile
+    params = config.load(ROOT / "profiles" / f"{profile}.yaml")
+    assert params.profile == profile
     quick = yaml.safe_load((ROOT / "profiles" / "quick.yaml").read_text())
     other = yaml.safe_load((ROOT / "profiles" / f"{profile}.yaml").read_text())
     assert {k: sorted(v) if isinstance(v, dict) else None for k, v in quick.items()} == \
            {k: sorted(v) if isinstance(v, dict) else None for k, v in other.items()}
-    assert set(sections) == set(config.SECTIONS)
+    assert set(params.sections) == set(config.SECTIONS)
 
 
 def test_file_level_errors(tmp_path):
     p = tmp_path / "params.yaml"
     with pytest.raises(ParamError, match="file not found"):
-        config.load("synthetic", p)
-    p.write_text("synthetic: [1, 2")
-    with pytest.raises(ParamError, match="not valid YAML"):
-        config.load("synthetic", p)
+        config.load(p)
+    p.write_text("profile: quick\nsynthetic:\n  epsilon: 1.0\n  sigma: [3.0\n")
+    with pytest.raises(ParamError) as e:
+        config.load(p)
+    assert "not valid YAML (line 5, column 1:" in str(e.value) and "\n" not in str(e.value)
     p.write_text("profile: quick\nsynthtic: {}\n")
-    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: cifar10, executor, flip, nads, poison, profile, ray, sweep, synthetic"):
-        config.check_all(p)
-    with pytest.raises(ParamError, match="synthetic: section missing"):
-        config.load("synthetic", p)
+    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: executor, flip, nads, poison, "
+                                         "profile, ray, sweep, synthetic"):
+        config.load(p)
+    p.write_text("profile: quick\n")
+    with pytest.raises(ParamError, match="^synthetic: section missing from params.yaml$"):
+        config.load(p)["synthetic"]
+
+
+def _profile(**changes) -> dict:
+    params = yaml.safe_load((ROOT / "profiles" / "quick.yaml").read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    return params
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"nads": {"n_netwrks": 4096}}, "nads.n_netwrks = 4096: unknown key; allowed keys: archs, input_shape"),
+    ({"sweep": {"archs": ["logreg", "lenet", "vgg11_bn"]}},
+     "sweep.archs = ['logreg', 'lenet', 'vgg11_bn']: vgg11_bn not in nads.archs"),
+    ({"nads": {"input_shape": [1, 16, 16]}}, "nads.input_shape = [1, 16, 16]: must be [1, 32, 32]: the sweep trains"),
+    ({"nads": {"input_shape": [3, 32, 32]}, "synthetic": {"input_shape": [3, 32, 32]}},
+     "nads.input_shape = [3, 32, 32]: must be [1, 32, 32]: poison puts 1x32x32 NADs into CIFAR-10 images"),
+])
+def test_the_whole_file_is_checked_keys_and_rules_between_sections(tmp_path, changes, message):
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(_profile(**changes)))
+    with pytest.raises(ParamError) as e:
+        config.load(p)
+    assert str(e.value).startswith(message)
+
+
+def test_values_read_as_dvc_reads_them(tmp_path):
+    """YAML 1.2, as DVC (ruamel.yaml) reads params.yaml: 5e-4 is a number, yes/no are strings."""
+    from ruamel.yaml import YAML
+
+    scalars = ["5e-4", "1e3", "1.", "017", "0o17", "0x1F", "0b101", "1_000", "1_000.5", ".5", "+.5", ".5e3",
+               "-1.5e+3", "yes", "no", "on", "off", "y", "True", "FALSE", "~", "null", ".inf", "-.inf", "1:20",
+               "2001-12-14", "0.0005", "12e", "abc"]
+    text = "".join(f"k{i}: {v}\n" for i, v in enumerate(scalars))
+    ours, dvc = config.parse_yaml(text, "x.yaml"), YAML(typ="safe").load(text)
+    assert {k: (type(v), v) for k, v in ours.items()} == {k: (type(v), v) for k, v in dvc.items()}
+    p = tmp_path / "params.yaml"
+    p.write_text((ROOT / "profiles" / "quick.yaml").read_text().replace("weight_decay: 0.0005", "weight_decay: 5e-4"))
+    assert "5e-4" in p.read_text() and config.load(p)["poison"].weight_decay == 5e-4
 
 
 @pytest.mark.parametrize("section, raw, message", [

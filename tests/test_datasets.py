@@ -1,5 +1,6 @@
 """CIFAR-10 loaders on tiny archives of every supported format, poisoning and the flip."""
 import pickle
+from pathlib import Path
 import tarfile
 
 import numpy as np
@@ -9,6 +10,7 @@ from PIL import Image
 
 from nads import datasets
 from nads.config import ParamError
+from nads.datasets import SourceError
 from nads.datasets import CLASSES, carriers, complete_basis, flip_basis, load_source, poison
 
 RNG = np.random.default_rng(0)
@@ -68,7 +70,7 @@ def test_every_format_loads_to_the_same_arrays(tmp_path):
 
 def test_original_archive_is_checksummed(tmp_path):
     archive = tar_of(make_batches_dir(tmp_path / "orig"), tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py")
-    with pytest.raises(ParamError, match="md5 is .*, not c58f30108f718f92721af3b95e74349a"):
+    with pytest.raises(SourceError, match="md5 is .*, not c58f30108f718f92721af3b95e74349a"):
         load_source(str(archive))
     # The reader itself is right: with the checksum of this test archive it loads.
     original = datasets.ORIGINAL_MD5
@@ -84,24 +86,24 @@ def test_truncated_corrupt_missing_and_misnamed_sources_fail_clearly(tmp_path):
     archive = tar_of(tree, tmp_path / "tree.tar.gz", "cifar10")
     truncated = tmp_path / "truncated.tar.gz"
     truncated.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    with pytest.raises(ParamError, match="truncated or corrupt"):
+    with pytest.raises(SourceError, match="truncated or corrupt"):
         load_source(str(truncated))
     garbage = tmp_path / "garbage.tar.gz"
     garbage.write_bytes(b"not an archive at all" * 100)
-    with pytest.raises(ParamError, match="unreadable archive"):
+    with pytest.raises(SourceError, match="a file that is not a .* archive"):
         load_source(str(garbage))
-    with pytest.raises(ParamError, match="no such file or directory"):
+    with pytest.raises(SourceError, match="no such file or directory"):
         load_source(str(tmp_path / "nowhere"))
     wrong = make_tree(tmp_path / "wrong", classes=tuple(c.upper() for c in CLASSES))
-    with pytest.raises(ParamError, match="classes are .*AIRPLANE.*not CIFAR-10's"):
+    with pytest.raises(SourceError, match="classes are .*AIRPLANE.*not CIFAR-10's"):
         load_source(str(wrong))
     batches = make_batches_dir(tmp_path / "b")
     (batches / "data_batch_3").write_bytes(b"\x80\x04garbage")
-    with pytest.raises(ParamError, match="a corrupt data_batch_3"):
+    with pytest.raises(SourceError, match="a corrupt data_batch_3"):
         load_source(str(batches))
     batches = make_batches_dir(tmp_path / "c")
     (batches / "test_batch").unlink()
-    with pytest.raises(ParamError, match="without its test_batch"):
+    with pytest.raises(SourceError, match="without its test_batch"):
         load_source(str(batches))
 
 
@@ -146,7 +148,27 @@ def test_unreachable_download_fails_clearly(tmp_path, monkeypatch):
     # A proxy that refuses every connection: the download cannot succeed, online or not.
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
-    with pytest.raises(ParamError, match="cifar10.source = 'download': could not download CIFAR-10 .*"
-                                         "set cifar10.source to a local copy"):
-        load_source("download", tmp_path / "downloads")
-    assert not any(p.suffix == ".gz" for p in tmp_path.rglob("*"))  # nothing half-downloaded left
+    with pytest.raises(SourceError, match="could not download CIFAR-10 from https://www.cs.toronto.edu/.*"
+                                          "give a local copy: make repro CIFAR10=/path/to/cifar-10-python.tar.gz"):
+        datasets.fetch(tmp_path / "raw")
+
+
+def test_fetched_copies_depend_on_content_not_on_place(tmp_path):
+    tree = make_tree(tmp_path / "tree")
+    (tmp_path / "a").mkdir()
+    archive = tar_of(tree, tmp_path / "a" / "my-copy.tar.gz", "cifar10")
+    moved = tmp_path / "b" / "renamed.tgz"
+    moved.parent.mkdir()
+    moved.write_bytes(archive.read_bytes())
+    for i, source in enumerate((archive, moved)):
+        datasets.fetch(tmp_path / f"raw{i}", str(source))
+    listing = [sorted(p.relative_to(tmp_path / f"raw{i}") for p in (tmp_path / f"raw{i}").rglob("*")) for i in (0, 1)]
+    assert listing[0] == listing[1] == [Path("archive.tar.gz")]
+    assert (tmp_path / "raw0/archive.tar.gz").read_bytes() == (tmp_path / "raw1/archive.tar.gz").read_bytes()
+    check(datasets.load_raw(tmp_path / "raw1"))
+    datasets.fetch(tmp_path / "raw2", str(tree))  # a folder is copied as folder/
+    check(datasets.load_raw(tmp_path / "raw2"))
+    with pytest.raises(SourceError, match="CIFAR-10 source '.*nowhere': no such file or directory"):
+        datasets.fetch(tmp_path / "raw3", str(tmp_path / "nowhere"))
+    with pytest.raises(FileNotFoundError, match="holds no fetched CIFAR-10: run `make repro CIFAR10="):
+        datasets.load_raw(tmp_path / "raw4")

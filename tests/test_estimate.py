@@ -118,7 +118,7 @@ def test_three_channel_inputs():
     (dict(arch="lenet", n_networks=1), "n_networks = 1: must be an integer >= 2"),
     (dict(arch="lenet", step=0.0), "step = 0.0: must be > 0"),
     (dict(arch="lenet", estimator="pca"), "estimator = 'pca': allowed: fd, autograd"),
-    (dict(arch="lenet", input_shape=(1, 8, 8)), "input_shape = (1, 8, 8): arch 'lenet' cannot take it"),
+    (dict(arch="lenet", input_shape=(1, 8, 8)), "arch = 'lenet': building it with in_channels=1, num_classes=1, input_size=8 raised ValueError: input_size = 8: lenet needs inputs of at least 16x16"),
     (dict(arch="lenet", input_shape=(1, 32)), "input_shape = (1, 32): must be three positive integers"),
     (dict(arch="lenet", device="tpu"), "device = 'tpu': allowed: auto, cpu, cuda, cuda:N"),
 ])

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nads.models import MaxPool2x2, get_model, list_models
+from nads.models import MaxPool2x2, check_arch, get_model, list_models, probe_model
 
 PAPER = ["logreg", "lenet", "vgg11_bn", "resnet18", "densenet121"]
 
@@ -78,7 +78,7 @@ def test_max_pool_under_torch_func_and_forward_ad():
 def test_user_models_by_import_path_and_clear_errors():
     model = get_model("toy_models:smooth_mlp", 1, 1, 8)
     assert model(torch.randn(4, 1, 8, 8)).shape == (4, 1)
-    with pytest.raises(ValueError, match="arch = 'lenet5': unknown architecture; allowed: densenet121"):
+    with pytest.raises(ValueError, match="arch = 'lenet5': unknown architecture; did you mean lenet\\? allowed: densenet121"):
         get_model("lenet5")
     with pytest.raises(ValueError, match="cannot load 'missing' from module 'toy_models'"):
         get_model("toy_models:missing")
@@ -86,3 +86,64 @@ def test_user_models_by_import_path_and_clear_errors():
         get_model("vgg11_bn", input_size=16)
     with pytest.raises(ValueError, match="returned str, not a torch.nn.Module"):
         get_model("toy_models:not_a_module")
+
+
+def _one_line_error(call, *args) -> str:
+    with pytest.raises(ValueError) as e:
+        call(*args)
+    message = str(e.value)
+    assert "\n" not in message
+    return message
+
+
+@pytest.mark.parametrize("name, parts", [
+    ("..toy_models:smooth_mlp", ["relative module paths are not allowed",
+                                 "use an absolute import path such as mypkg.models:build"]),
+    # The name becomes a folder under results/: no separators, no '..'.
+    ("toy_models:x/../../../y", ["not a valid import path", "'package.module:callable'"]),
+    ("toy models:smooth_mlp", ["not a valid import path"]),
+    ("toy_models:smooth_mlp\n", ["not a valid import path"]),
+    ("lenett", ["unknown architecture; did you mean lenet? allowed: densenet121, ", "lenet_nopool, logreg"]),
+    ("xyzzy", ["unknown architecture; allowed: densenet121, "]),
+    ("toy_models:SUPPORT", ["'SUPPORT' is list, not a callable returning a model"]),
+])
+def test_arch_names_are_registered_or_absolute_import_paths(name, parts):
+    for call in (check_arch, get_model, probe_model):
+        message = _one_line_error(call, name, *(() if call is check_arch else (1, 1, 8)))
+        assert message.startswith(f"arch = {name!r}: ")
+        for part in parts:
+            assert part in message
+
+
+@pytest.mark.parametrize("arch", list_models())
+def test_registered_architectures_pass_the_probe(arch):
+    rng = torch.get_rng_state()
+    for shape in ((1, 1, 32), (1, 2, 32), (3, 10, 32)):
+        probe_model(arch, *shape)
+    assert torch.equal(torch.get_rng_state(), rng)   # seeded, yet the caller's stream is untouched
+
+
+@pytest.mark.parametrize("factory, parts", [
+    ("raises_when_built", ["building it with in_channels=3, num_classes=10, input_size=32 raised "
+                           "ValueError: bad width"]),
+    ("not_a_module", ["the callable returned str, not a torch.nn.Module"]),
+    ("one_channel_only", ["it cannot take inputs of shape (C, H, W) = (3, 32, 32): its forward raised RuntimeError: ",
+                          "expected input[2, 3, 32, 32] to have 1 channels"]),
+    ("returns_tuple", ["its forward returns tuple, not a tensor of shape (batch, num_classes) = (2, 10)"]),
+    ("returns_one_output", ["its forward returns shape (2, 1) for inputs of shape (C, H, W) = (3, 32, 32); "
+                            "expected a tensor of shape (batch, num_classes) = (2, 10)"]),
+    ("returns_nan", ["20 of its 20 outputs are NaN or inf at initialisation"]),
+])
+def test_probe_names_what_is_wrong_with_a_user_model_in_one_line(factory, parts):
+    # The CIFAR-10 poisoning stage's probe: 3 channels, 10 classes, 32x32.
+    message = _one_line_error(probe_model, f"toy_models:{factory}", 3, 10, 32)
+    assert message.startswith(f"arch = 'toy_models:{factory}': ")
+    for part in parts:
+        assert part in message
+    if factory != "raises_when_built":
+        assert "building it" not in message
+
+
+def test_probe_passes_user_models_that_fit():
+    probe_model("toy_models:one_channel_only", 1, 10, 32)
+    probe_model("toy_models:smooth_mlp", 1, 1, 8, batch=5)

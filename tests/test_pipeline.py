@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import run
-from nads import io
+from nads import files
 
 pytestmark = pytest.mark.slow
 
@@ -100,9 +100,9 @@ def test_nads_outputs(built):
 def test_sweep_outputs(built):
     repo, _ = built
     for arch in ("logreg", "lenet"):
-        four = io.read_csv(repo.path / f"results/sweep/{arch}/fourier/accuracy.csv")
+        four = files.read_csv(repo.path / f"results/sweep/{arch}/fourier/accuracy.csv")
         assert list(four) == ["k1", "k2", "test_acc", "train_acc"] and len(four["k1"]) == 10
-        nad = io.read_csv(repo.path / f"results/sweep/{arch}/nad/accuracy.csv")
+        nad = files.read_csv(repo.path / f"results/sweep/{arch}/nad/accuracy.csv")
         assert list(nad) == ["index", "eigenvalue", "test_acc", "train_acc"]
         assert nad["index"] == ["0", "1", "5", "1000"]
         for table in (four, nad):
@@ -117,7 +117,7 @@ def test_sweep_outputs(built):
 def test_cifar_outputs(built):
     repo, _ = built
     assert json.loads((repo.path / "results/cifar10/metrics.json").read_text())["n_train"] == 120
-    table = io.read_csv(repo.path / "results/poison/lenet/results.csv")
+    table = files.read_csv(repo.path / "results/poison/lenet/results.csv")
     assert list(table) == ["nad_index", "clean_test_acc", "poisoned_train_acc", "carrier_success"]
     assert table["nad_index"] == ["clean", "0", "1000"] and table["carrier_success"][0] == "nan"
     assert all(0 <= float(v) <= 1 for v in table["clean_test_acc"] + table["poisoned_train_acc"])

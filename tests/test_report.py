@@ -3,7 +3,7 @@ import json
 
 import numpy as np
 
-from nads import io, report
+from nads import files, report
 
 # 34 Fourier directions of the quick profile (stride 4), one per real frequency.
 K1, K2 = np.array([(a, b) for a in range(0, 32, 4) for b in range(0, 17, 4)
@@ -13,7 +13,7 @@ K1, K2 = np.array([(a, b) for a in range(0, 32, 4) for b in range(0, 17, 4)
 def fourier_results(root, arch, acc):
     d = root / "results/sweep" / arch / "fourier"
     d.mkdir(parents=True)
-    io.write_csv(d / "accuracy.csv", {"k1": K1, "k2": K2, "test_acc": acc, "train_acc": acc})
+    files.write_csv(d / "accuracy.csv", {"k1": K1, "k2": K2, "test_acc": acc, "train_acc": acc})
     (d / "metrics.json").write_text(json.dumps({"n_directions": len(acc), "mean_test_acc": float(np.mean(acc)),
                                                 "frac_test_acc_above_0.9": float(np.mean(acc > 0.9))}))
 
@@ -53,7 +53,7 @@ def test_nad_claims_only_for_pooled_cnns(tmp_path):
         (d / "nads.png").touch()  # the section only names its figures
         d = tmp_path / "results/sweep" / arch / "nad"
         d.mkdir(parents=True)
-        io.write_csv(d / "accuracy.csv", {"index": [0, 10, 100], "eigenvalue": [3.0, 2.0, 1.0],
+        files.write_csv(d / "accuracy.csv", {"index": [0, 10, 100], "eigenvalue": [3.0, 2.0, 1.0],
                                           "test_acc": [0.96, 0.7, 0.5], "train_acc": [1.0, 1.0, 1.0]})
         (d / "metrics.json").write_text(json.dumps({"n_directions": 3, "mean_test_acc": 0.72,
                                                     "spearman_index_vs_test_acc": -1.0}))

@@ -85,8 +85,8 @@ def test_interrupted_write_keeps_previous_bank(tmp_path, monkeypatch):
     write_bank(tmp_path / "a", CFG)
     before = _digest(tmp_path / "a")
 
-    import nads.io
-    real, calls = nads.io.save_npy, []
+    import nads.files
+    real, calls = nads.files.save_npy, []
 
     def dies_on_third_file(path, array):  # a Ctrl-C in the middle of writing
         calls.append(path)
@@ -94,7 +94,7 @@ def test_interrupted_write_keeps_previous_bank(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         real(path, array)
 
-    monkeypatch.setattr(nads.io, "save_npy", dies_on_third_file)
+    monkeypatch.setattr(nads.files, "save_npy", dies_on_third_file)
     with pytest.raises(KeyboardInterrupt):
         write_bank(tmp_path / "a", Synthetic(**{**CFG.to_dict(), "seed": 9}))
     assert len(calls) == 3

@@ -102,3 +102,30 @@ def dies_once(in_channels, num_classes, input_size):
                 os._exit(1)
             raise RuntimeError("injected failure on the first attempt")
     return get_model("lenet", in_channels, num_classes, input_size)
+
+
+# Broken user models, each failing nads.models.probe_model in its own way.
+class _Returns(nn.Module):
+    def __init__(self, forward):
+        super().__init__()
+        self.forward = forward
+
+
+def returns_tuple(in_channels, num_classes, input_size):
+    return _Returns(lambda x: (x.new_zeros(len(x), num_classes), x))
+
+
+def returns_nan(in_channels, num_classes, input_size):
+    return _Returns(lambda x: x.new_full((len(x), num_classes), float("nan")))
+
+
+def returns_one_output(in_channels, num_classes, input_size):
+    return _Returns(lambda x: x.new_zeros(len(x), 1))
+
+
+def raises_when_built(in_channels, num_classes, input_size):
+    raise ValueError("bad width\nsecond line of detail")
+
+
+def one_channel_only(in_channels, num_classes, input_size):
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * input_size ** 2, num_classes))
