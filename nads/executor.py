@@ -21,11 +21,14 @@ driver's nads code and torch version (checked by each task).
 """
 from __future__ import annotations
 
+import ctypes
 import functools
 import hashlib
 import os
 import signal
 import sys
+import threading
+import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -79,14 +82,42 @@ class LocalExecutor:
 _COMMON = None  # in a worker process: what its jobs share (inherited under fork, not copied)
 
 
-def _pool_init(common) -> None:
+def _pool_init(common, parent: int) -> None:
     global _COMMON
     _COMMON = common
+    _die_with(parent)
     # Ctrl-C is the parent's to handle (it stops the pool); terminating sends
     # SIGTERM: die quietly, whatever handler the parent had (Ray's prints a trace).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(1)
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """End this worker when `parent` (the driver) dies, however it dies."""
+    # A driver killed by SIGKILL (or the out-of-memory killer) cannot stop its
+    # pool: its workers would live on under init, each holding a core until
+    # its jobs end. The kernel signals us at once, but when the *thread* that
+    # forked us exits, not the process. That is safe: under fork,
+    # ProcessPoolExecutor forks every worker in the first submit(), i.e. in the
+    # thread blocked in _pool_map until the pool is done (it refuses
+    # max_tasks_per_child, whose replacement workers its manager thread would fork).
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0:
+            if os.getppid() != parent:  # died between fork and prctl: no signal will come
+                os._exit(1)
+            return
+
+    def watch():  # elsewhere, notice being re-parented
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nads-parent-watch", daemon=True).start()
 
 
 def _pool_call(fn, job):
@@ -97,7 +128,8 @@ def _pool_map(fn, jobs, common, workers, on_done):
     # fork, like torch's DataLoader workers (children set one thread): spawn
     # would re-run a caller's script without an `if __name__ == "__main__"` guard.
     context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_init, initargs=(common,))
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_init,
+                               initargs=(common, os.getpid()))
     try:
         futures = {pool.submit(_pool_call, fn, job): i for i, job in enumerate(jobs)}
         results = [None] * len(jobs)

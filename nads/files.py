@@ -61,6 +61,7 @@ def _replace(src: Path, dst: Path, park: Path) -> None:
     one is parked first, so that at every instant one complete version exists."""
     if src.is_dir() and dst.exists():
         _remove(park)
+        park.parent.mkdir(parents=True, exist_ok=True)
         os.replace(dst, park)
         os.replace(src, dst)
         _remove(park)
@@ -162,8 +163,7 @@ class OutputSet:
         self.folders: dict[Path, Path] = {}   # staging folder -> real folder
 
     def __enter__(self) -> "OutputSet":
-        recover(self.root)  # this stage's own leftovers included, if no live process owns them
-        _remove(self.dir)
+        _remove(self.dir)  # (a killed run's staging was recovered or discarded when the stage started)
         self.dir.mkdir(parents=True)
         (self.dir / "owner").write_text(str(os.getpid()))
         return self
@@ -188,7 +188,7 @@ class OutputSet:
         path = Path(path)
         for staged, final in self.folders.items():
             if path == staged or staged in path.parents:
-                return final / path.relative_to(staged)
+                return self.root / final / path.relative_to(staged)
         return path
 
     def commit(self) -> None:

@@ -68,17 +68,17 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             fail(f"no answer within {timeout:g} s ({getattr(e, 'reason', None) or e})")
         return
     if uri.startswith("sqlite:///"):
-        path = Path(uri[len("sqlite:///"):])
-    elif "://" not in uri or uri.startswith("file:"):
-        path = Path(uri.removeprefix("file://").removeprefix("file:"))  # a file store: a folder
-    else:
-        return  # another backend (databricks, postgresql...): its client reports its own errors
-    folder = path if not uri.startswith("sqlite:") else path.parent
-    if path.exists() and not os.access(path, os.W_OK):
-        fail(f"{path} is read-only")
-    existing = next((d for d in (folder, *folder.parents) if d.exists()), None)
-    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
-        fail(f"cannot write in {existing or folder}")
+        db = Path(uri[len("sqlite:///"):])
+        if not db.parent.is_dir():  # SQLite creates the file, never its folder
+            fail(f"no folder {db.parent}")
+        if db.exists() and not os.access(db, os.W_OK) or not os.access(db.parent, os.W_OK | os.X_OK):
+            fail(f"{db} is read-only")  # (SQLite writes a journal beside the file, too)
+    elif "://" not in uri or uri.startswith("file:"):  # a file store: MLflow creates its folders
+        folder = Path(uri.removeprefix("file://").removeprefix("file:"))
+        existing = next((d for d in (folder, *folder.parents) if d.exists()), folder)
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            fail(f"cannot write in {existing}")
+    # Other backends (databricks, postgresql...): their clients report their own errors.
 
 
 def git_commit(root: Path) -> str:
@@ -158,8 +158,8 @@ def end_orphans(client, experiment_id: str) -> list[str]:
 
 
 @contextmanager
-def stage_run(stage: str, params: dict, profile: str):
-    """One MLflow run in experiment `nads`, named after the DVC stage.
+def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
+    """One MLflow run in experiment `nads`, named after the DVC stage (`label`, e.g. nads@lenet).
 
     Tagged with the git commit, the profile, the host and process id; the
     stage's params are logged flat (`synthetic.epsilon`, ...). It ends FAILED
@@ -175,7 +175,7 @@ def stage_run(stage: str, params: dict, profile: str):
     # default. (Decided before set_tracking_uri, which exports the variable.)
     artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
     mlflow.set_tracking_uri(uri)
-    name = os.environ.get("DVC_STAGE", stage)
+    name = os.environ.get("DVC_STAGE", label or stage)
     tags = {"git_commit": git_commit(root), "profile": profile, "stage": stage, "dvc_stage": name,
             "host": socket.gethostname(), "pid": str(os.getpid())}
     if os.environ.get("DVC_EXP_NAME"):

@@ -73,9 +73,12 @@ def stage(name: str, label: str | None = None, all_params: bool = False, **logge
         files.recover()
         params = config.load()
         section = params.sections.get(name)
+        arch = logged.get("arch")
+        if arch is not None and arch not in section.archs:  # a stage run by hand with another architecture
+            raise config.ParamError(f"{name}.archs = {list(section.archs)}: {arch!r} is not one of them")
         own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
         logged = {**own, **logged, "executor": params.executor}
-        with tracking.stage_run(name, logged, params.profile) as run:
+        with tracking.stage_run(name, logged, params.profile, label) as run:
             with files.OutputSet(label) as outputs:
                 st = Stage(name, params, outputs)
                 yield st

@@ -8,8 +8,13 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-# What a clone of the project holds that a pipeline run needs.
-PROJECT_FILES = ["nads", "stages", "profiles", "dvc.yaml", "params.yaml", ".dvcignore", ".dvc/config", ".gitignore"]
+
+
+def project_files() -> list[str]:
+    """What a clone of the project holds: git's files (committed or about to be), none it ignores."""
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    return [f for f in out if f and (ROOT / f).is_file()]
 
 
 def run(cmd, cwd, env=None, check=True):
@@ -28,7 +33,7 @@ class Repo:
         self.path = path
         self.remote = remote
         self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE")}
+                    if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE", "CIFAR10")}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
 
     def dvc(self, *args, check=True):
@@ -76,20 +81,18 @@ def make_cifar_tree(root: Path, per_class: dict) -> Path:
 def new_repo(tmp_path: Path) -> Repo:
     path, remote = tmp_path / "repo", tmp_path / "remote"
     path.mkdir()
-    for name in PROJECT_FILES:
-        src, dst = ROOT / name, path / name
+    for name in project_files():
+        dst = path / name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        if src.is_dir():
-            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(src, dst)
+        shutil.copy2(ROOT / name, dst)
     r = Repo(path, remote)
     r.git("init", "-q")
     r.git("config", "user.email", "test@nads")
     r.git("config", "user.name", "test")
     r.dvc("remote", "modify", "--local", "local", "url", str(remote))
-    tree = make_cifar_tree(tmp_path / "cifar-tree", {"train": 12, "test": 4})
-    r.set_params(**TINY, cifar10={"source": str(tree)})
+    # The fetch stage copies CIFAR-10 from the path in $CIFAR10 (make repro CIFAR10=...), once.
+    r.env["CIFAR10"] = str(make_cifar_tree(tmp_path / "cifar-tree", {"train": 12, "test": 4}))
+    r.set_params(**TINY)
     r.git("add", "-A")
     r.git("commit", "-qm", "project copy")
     return r

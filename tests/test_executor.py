@@ -1,5 +1,10 @@
 """The local executor: job order, shared data, failures."""
 import os
+import select
+import signal
+import subprocess
+import sys
+import textwrap
 import time
 
 import numpy as np
@@ -44,3 +49,58 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang():
 def test_a_failing_job_raises_its_own_error():
     with pytest.raises(ValueError, match="job 2 is bad"):
         LocalExecutor(2).map(raises_on_2, list(range(6)), None, "cpu")
+
+
+# The driver is a separate process so that the test can SIGKILL it: no handler,
+# no atexit, no pool shutdown runs; only the kernel can tell its workers.
+SLEEPING_DRIVER = textwrap.dedent("""
+    import os, sys, time
+    from nads.executor import LocalExecutor
+
+    def sleeps(common, job):
+        os.write(1, f"{os.getpid()}\\n".encode())  # one write: print's two would interleave between workers
+        time.sleep(60)
+
+    LocalExecutor(2).map(sleeps, [0, 1], None, "cpu")
+""")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # an orphan zombie waits for init to reap it, and ours may never do so: it is dead
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return sys.platform != "linux"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork, no SIGKILL")
+def test_workers_die_with_a_driver_killed_by_sigkill():
+    driver = subprocess.Popen([sys.executable, "-c", SLEEPING_DRIVER], stdout=subprocess.PIPE,
+                              start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    try:
+        out, deadline = b"", time.monotonic() + 30
+        while out.count(b"\n") < 2:  # each worker prints its pid once it runs its job
+            assert time.monotonic() < deadline, f"the workers did not start; printed: {out!r}"
+            if select.select([driver.stdout], [], [], 1)[0]:  # raw reads: a buffered readline hides lines from select
+                chunk = os.read(driver.stdout.fileno(), 1024)
+                assert chunk, f"the driver exited ({driver.poll()}) before its workers started"
+                out += chunk
+        workers = [int(pid) for pid in out.split()]
+        assert len(workers) == 2 and all(map(_alive, workers)), out
+        os.kill(driver.pid, signal.SIGKILL)  # the driver only: its workers must notice by themselves
+        driver.wait()
+        killed, deadline = time.monotonic(), time.monotonic() + 5
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not any(map(_alive, workers)), "workers outlived their driver by 5 s"
+        print(f"workers gone {time.monotonic() - killed:.2f} s after the driver")
+    finally:
+        try:
+            os.killpg(driver.pid, signal.SIGKILL)  # whatever survived: the driver's whole session
+        except ProcessLookupError:
+            pass
+        driver.stdout.close()

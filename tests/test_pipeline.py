@@ -22,8 +22,9 @@ pytestmark = pytest.mark.slow
 
 NADS = {"nads@logreg", "nads@lenet"}
 SWEEPS = {f"sweep-{family}@{arch}" for family in ("fourier", "nad") for arch in ("logreg", "lenet")}
-CIFAR = {"cifar10", "poison@lenet", "flip@lenet"}
-ALL = {"synthetic"} | NADS | SWEEPS | CIFAR | {"report"}
+CIFAR = {"fetch@cifar10", "cifar10", "poison@lenet", "flip@lenet"}
+TRACKED = {"synthetic"} | NADS | SWEEPS | CIFAR | {"report"}   # stages with an MLflow run
+ALL = TRACKED | {"check-params"}
 
 
 def digest(root, *dirs):
@@ -59,7 +60,7 @@ def test_first_repro_runs_everything_and_tracks_each_stage(built):
     assert ran(first) == ALL
     assert ran(repo.dvc("repro")) == set()
     all_runs = runs(repo)
-    assert sorted(all_runs["tags.mlflow.runName"]) == sorted(ALL)
+    assert sorted(all_runs["tags.mlflow.runName"]) == sorted(TRACKED)
     assert set(all_runs["status"]) == {"FINISHED"}
     assert set(all_runs["tags.profile"]) == {"quick"}
     assert set(all_runs["tags.git_commit"]) == {repo.git("rev-parse", "HEAD").stdout.strip()}
@@ -132,15 +133,15 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     before = digest(repo.path, "data/synthetic")
     repo.set_params(synthetic={"seed": 1})
     assert "synthetic.seed" in repo.dvc("params", "diff").stdout
-    assert ran(repo.dvc("repro")) == {"synthetic", "report"} | SWEEPS  # the sweeps train on its data
+    assert ran(repo.dvc("repro")) == {"check-params", "synthetic", "report"} | SWEEPS  # the sweeps train on its data
     assert digest(repo.path, "data/synthetic")["data/synthetic/noise_train.npy"] != \
         before["data/synthetic/noise_train.npy"]
     # Where NADs are computed changes nothing; how many networks changes every user of NADs.
     repo.set_params(nads={"device": "cpu"})
-    assert ran(repo.dvc("repro")) <= {"report"}  # (the report quotes every param)
+    assert ran(repo.dvc("repro")) <= {"check-params", "report"}  # (the report quotes every param)
     repo.set_params(nads={"n_networks": 8})
     assert ran(repo.dvc("repro")) == NADS | {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet",
-                                             "report"}
+                                             "check-params", "report"}
 
 
 def test_push_then_pull_restores_identical_outputs(built_copy):
@@ -244,6 +245,7 @@ def test_clone_and_pull_gives_byte_identical_results(built_copy, tmp_path):
     assert digest(clone.path, "results") == digest(repo.path, "results")
     assert (clone.path / "results/report/index.html").read_bytes() == \
         (repo.path / "results/report/index.html").read_bytes()
+    assert "Data and pipelines are up to date" in clone.dvc("status").stdout  # metrics (git) and data (DVC)
     assert ran(clone.dvc("repro")) == set()
 
 
@@ -255,7 +257,7 @@ def test_ray_executor_reproduces_the_local_outputs_with_logging_on_the_driver(bu
     params = repo.params()
     params["executor"] = "ray"  # each stage starts a local Ray runtime: RAY_ADDRESS is not set here
     (repo.path / "params.yaml").write_text(__import__("yaml").safe_dump(params, sort_keys=False))
-    assert ran(repo.dvc("repro")) <= {"report"}  # where work runs is not a dependency (the report quotes it)
+    assert ran(repo.dvc("repro")) <= {"check-params", "report"}  # where work runs is not a dependency
     assert ran(repo.dvc("repro", "-f", "-s", *targets)) == set(targets)
     assert digest(repo.path, *dirs) == before  # the same bytes as the local executor's
     assert locked(repo, targets) == lock
