@@ -128,25 +128,21 @@ class Nads(Section):
     """NAD estimation, one DVC stage per architecture."""
 
     name: typing.ClassVar[str] = "nads"
-    archs: tuple[str, ...] = ("logreg", "lenet")
     input_shape: tuple[int, ...] = (1, 32, 32)
     n_networks: int = 10_000
     estimator: str = "fd"
     step: float = 100.0
     seed: int = 0
     compare_autograd: bool = True
-    device: str = "auto"
     precision: str = "float32"
 
     def check(self) -> None:
-        _check_archs(self)
         self.require("input_shape", len(self.input_shape) == 3 and min(self.input_shape) >= 1,
                      "must be three positive integers [C, H, W]")
         self.require("n_networks", self.n_networks >= 2, "must be an integer >= 2")
         self.require("estimator", self.estimator in ("fd", "autograd"), "allowed: fd, autograd")
         self.require("step", self.step > 0, "must be > 0 (the finite-difference step)")
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
-        _check_device(self)
         _check_precision(self)
 
 
@@ -172,13 +168,9 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Training(Section, Schedule):
-    """A section that trains: the schedule, plus where it runs; shared by sweep, poison and flip."""
-
-    device: str = "auto"
-    models_per_batch: int = 0
+    """A section that trains (sweep, poison, flip): its schedule, checked."""
 
     def check(self) -> None:
-        _check_archs(self)
         self.require("epochs", self.epochs >= 1, "must be an integer >= 1")
         self.require("batch_size", self.batch_size >= 1, "must be an integer >= 1")
         self.require("lr", self.lr > 0, "must be > 0")
@@ -186,8 +178,6 @@ class Training(Section, Schedule):
         self.require("weight_decay", self.weight_decay >= 0, "must be >= 0")
         self.require("clip", self.clip >= 0, "must be >= 0 (0 disables gradient clipping)")
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
-        self.require("models_per_batch", self.models_per_batch >= 0, "must be >= 0 (0 = chosen for the device)")
-        _check_device(self)
         _check_precision(self)
 
     def schedule(self) -> Schedule:
@@ -200,12 +190,17 @@ class Sweep(Training):
     """Direction sweeps: one classifier per direction, per architecture and family."""
 
     name: typing.ClassVar[str] = "sweep"
-    archs: tuple[str, ...] = ("logreg", "lenet")
-    nad_indices: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 700, 1000)
+
+
+@dataclass(frozen=True)
+class NadSweep(Section):
+    """Which NADs the NAD sweep trains on (a section of its own: the Fourier sweep does not use it)."""
+
+    name: typing.ClassVar[str] = "nad_sweep"
+    indices: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 700, 1000)
 
     def check(self) -> None:
-        super().check()
-        self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
+        self.require("indices", len(self.indices) >= 1 and min(self.indices) >= 0,
                      "must be a non-empty list of integers >= 0")
 
 
@@ -213,7 +208,6 @@ class Sweep(Training):
 class CifarTraining(Training):
     """Training on CIFAR-10 (the paper's recipe: momentum 0.9, weight decay 5e-4)."""
 
-    archs: tuple[str, ...] = ("lenet",)
     n_train: int = 0
     lr: float = 0.05
     momentum: float = 0.9
@@ -260,15 +254,27 @@ class Ray(Section):
         self.require("max_retries", self.max_retries >= 0, "must be an integer >= 0 (retries of a failed task)")
 
 
-def _check_archs(section) -> None:
-    from .models import check_arch  # torch is only imported by sections that need it
+@dataclass(frozen=True)
+class Archs(Section):
+    """Which architectures each family of stages runs. No result depends on these lists:
+    adding an architecture runs its stages and reruns no other."""
 
-    section.require("archs", len(section.archs) >= 1, "must list at least one architecture")
-    for arch in section.archs:
-        try:
-            check_arch(arch)
-        except ValueError as e:
-            raise ParamError(f"{section.name}.archs: {e}") from None
+    name: typing.ClassVar[str] = "archs"
+    nads: tuple[str, ...] = ("logreg", "lenet")
+    sweep: tuple[str, ...] = ("logreg", "lenet")
+    poison: tuple[str, ...] = ("lenet",)
+    flip: tuple[str, ...] = ("lenet",)
+
+    def check(self) -> None:
+        from .models import check_arch  # (imports torch; only a file that lists architectures needs it)
+
+        for stage in ("nads", "sweep", "poison", "flip"):
+            self.require(stage, len(getattr(self, stage)) >= 1, "must list at least one architecture")
+            for arch in getattr(self, stage):
+                try:
+                    check_arch(arch)
+                except ValueError as e:
+                    raise ParamError(f"archs.{stage}: {e}") from None
 
 
 DEVICES = "auto, cpu, cuda, cuda:N"
@@ -281,17 +287,14 @@ def is_device(name: str) -> bool:
     return name in ("auto", "cpu", "cuda") or (name.startswith("cuda:") and name[5:].isdigit())
 
 
-def _check_device(section) -> None:
-    section.require("device", is_device(section.device), f"allowed: {DEVICES}")
-
-
 def _check_precision(section) -> None:
     section.require("precision", section.precision in PRECISIONS,
                     f"allowed: {', '.join(PRECISIONS)} (reduced precision: see README)")
 
 
-SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Synthetic, Nads, Sweep, Poison, Flip, Ray)}
-TOP_LEVEL = {"profile", "executor"}
+SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Archs, Synthetic, Nads, Sweep, NadSweep, Poison,
+                                                                  Flip, Ray)}
+TOP_LEVEL = {"profile", "executor", "device", "models_per_batch"}
 
 
 class _Yaml12(yaml.SafeLoader):
@@ -351,7 +354,9 @@ class Params:
 
     raw: dict
     profile: str
-    executor: str
+    executor: str           # where the heavy work runs, with device and models_per_batch:
+    device: str             # none of the three changes a result
+    models_per_batch: int
     sections: dict
 
     def __getitem__(self, name: str):
@@ -374,8 +379,15 @@ def load(path="params.yaml") -> Params:
     executor = raw.get("executor", "local")
     if executor not in EXECUTORS:
         _fail("executor", executor, "allowed: local (this machine), ray (a Ray cluster; see the ray section)")
-    sections = {name: cls.parse(raw.get(name)) for name, cls in SECTIONS.items() if name in raw or name == "ray"}
-    params = Params(raw, profile, executor, sections)
+    device = raw.get("device", "auto")
+    if not isinstance(device, str) or not is_device(device):
+        _fail("device", device, f"allowed: {DEVICES}")
+    batch = raw.get("models_per_batch", 0)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        _fail("models_per_batch", batch, "must be an integer >= 0 (0 = chosen for the device)")
+    sections = {name: cls.parse(raw.get(name)) for name, cls in SECTIONS.items()
+                if name in raw or name in ("ray", "archs")}
+    params = Params(raw, profile, executor, device, batch, sections)
     _check_between(params)
     return params
 
@@ -386,24 +398,18 @@ NAD_USERS = {"sweep": None, "poison": (1, 32, 32), "flip": (1, 32, 32)}
 
 def _check_between(params: Params) -> None:
     """Rules that involve two sections; each stage would otherwise fail late, after computing."""
-    if "nads" not in params.sections:
-        return
-    nads = params["nads"]
+    archs = params["archs"]
     for name, shape in NAD_USERS.items():
-        if name not in params.sections:
+        missing = [a for a in getattr(archs, name) if a not in archs.nads]
+        if missing:
+            _fail(f"archs.{name}", list(getattr(archs, name)), f"{', '.join(missing)} not in archs.nads; "
+                  f"this stage needs their NADs: add them to archs.nads")
+        if "nads" not in params.sections:
             continue
-        check_has_nads(params[name], nads)
         if shape is None and "synthetic" in params.sections:
             shape = params["synthetic"].input_shape
+        nads = params["nads"]
         if shape is not None and tuple(nads.input_shape) != tuple(shape):
             why = ("the sweep trains on D(u_i) for NADs u_i of the synthetic data's shape (synthetic.input_shape)"
                    if name == "sweep" else f"{name} puts 1x32x32 NADs into CIFAR-10 images")
             _fail("nads.input_shape", list(nads.input_shape), f"must be {list(shape)}: {why}")
-
-
-def check_has_nads(section: Section, nads: "Nads") -> None:
-    """Sections that use an architecture's NADs need them estimated."""
-    missing = [a for a in section.archs if a not in nads.archs]
-    if missing:
-        _fail(f"{section.name}.archs", list(section.archs), f"{', '.join(missing)} not in nads.archs; "
-              f"this stage needs their NADs: add them to nads.archs")

@@ -137,12 +137,13 @@ def flip_section(root: Path, arch: str) -> Section:
     return s
 
 
-def build(root: Path, params: dict, commit: str) -> list[Section]:
-    sections = [nads_section(root, a) for a in params["nads"]["archs"]]
-    for arch in params["sweep"]["archs"]:
+def build(root: Path, archs) -> list[Section]:
+    """The report's sections for the architectures of each stage family (a config.Archs)."""
+    sections = [nads_section(root, a) for a in archs.nads]
+    for arch in archs.sweep:
         sections += [fourier_section(root, arch), nad_sweep_section(root, arch)]
-    sections += [poison_section(root, a) for a in params["poison"]["archs"]]
-    sections += [flip_section(root, a) for a in params["flip"]["archs"]]
+    sections += [poison_section(root, a) for a in archs.poison]
+    sections += [flip_section(root, a) for a in archs.flip]
     return sections
 
 
@@ -150,16 +151,16 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write(root: Path, out_dir: Path, params: dict, commit: str) -> dict:
-    """Write index.html and summary.md; return counts of claims supported."""
-    sections = build(root, params, commit)
+def write(root: Path, out_dir: Path, params, commit: str) -> dict:
+    """Write index.html and summary.md for the checked params (a config.Params); return counts of claims."""
+    sections = build(root, params["archs"])
     claims = [c for s in sections for c in s.claims]
-    head = (f"profile **{params.get('profile', 'custom')}**, git commit `{commit}`; "
+    head = (f"profile **{params.profile}**, git commit `{commit}`; "
             f"{sum(c.supported for c in claims)} of {len(claims)} claims supported")
-    params_yaml = yaml.safe_dump(params, sort_keys=False).strip()
+    params_yaml = yaml.safe_dump(params.raw, sort_keys=False).strip()
     md = ["# nads results", "", head, "", "<details><summary>params.yaml this report was built from</summary>",
           "", "```yaml", params_yaml, "```", "", "</details>", ""]
-    parts = [f"<h1>nads results</h1><p>profile <b>{html.escape(str(params.get('profile')))}</b>, git commit "
+    parts = [f"<h1>nads results</h1><p>profile <b>{html.escape(params.profile)}</b>, git commit "
              f"<code>{commit}</code>; {sum(c.supported for c in claims)} of {len(claims)} claims supported</p>"
              f"<details><summary>params.yaml this report was built from</summary><pre>"
              f"{html.escape(params_yaml)}</pre></details>"]

@@ -74,10 +74,11 @@ def stage(name: str, label: str | None = None, all_params: bool = False, **logge
         params = config.load()
         section = params.sections.get(name)
         arch = logged.get("arch")
-        if arch is not None and arch not in section.archs:  # a stage run by hand with another architecture
-            raise config.ParamError(f"{name}.archs = {list(section.archs)}: {arch!r} is not one of them")
+        if arch is not None and arch not in getattr(params["archs"], name):  # run by hand with another one
+            raise config.ParamError(f"archs.{name} = {list(getattr(params['archs'], name))}: "
+                                    f"{arch!r} is not one of them")
         own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
-        logged = {**own, **logged, "executor": params.executor}
+        logged = {**own, **logged, "executor": params.executor, "device": params.device}
         with tracking.stage_run(name, logged, params.profile, label) as run:
             with files.OutputSet(label) as outputs:
                 st = Stage(name, params, outputs)
@@ -91,12 +92,12 @@ def stage(name: str, label: str | None = None, all_params: bool = False, **logge
         sys.exit(130)
 
 
-def check_model(arch: str, in_channels: int, num_classes: int, input_size: int, section: str) -> None:
+def check_model(arch: str, in_channels: int, num_classes: int, input_size: int, stage: str) -> None:
     """The architecture builds and takes the stage's inputs: one line naming it, before any compute."""
     try:
         probe_model(arch, in_channels, num_classes, input_size)
     except ValueError as e:
-        raise config.ParamError(f"{section}.archs: {e}") from None
+        raise config.ParamError(f"archs.{stage}: {e}") from None
 
 
 def load_nads(st: Stage, arch: str) -> tuple:

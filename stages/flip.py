@@ -13,7 +13,7 @@ def main(arch: str) -> None:
         cfg = st.cfg
         check_model(arch, 3, 10, 32, "flip")
         nads, _ = load_nads(st, arch)
-        result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, cfg.device,
+        result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, st.params.device,
                          st.executor)
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]
         out = st.folder(Path("results/flip") / arch)

@@ -17,7 +17,7 @@ def main(arch: str) -> None:
         check_model(arch, c, 1, h, "nads")
         out = st.folder(Path("results/nads") / arch)
         common = dict(arch=arch, input_shape=cfg.input_shape, n_networks=cfg.n_networks,
-                      step=cfg.step, seed=cfg.seed, device=cfg.device, precision=cfg.precision,
+                      step=cfg.step, seed=cfg.seed, device=st.params.device, precision=cfg.precision,
                       executor=st.executor)
         result = estimate_nads(estimator=cfg.estimator, progress=True, **common)
         metrics = dict(result.diagnostics)

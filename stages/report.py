@@ -9,7 +9,7 @@ from stages.common import stage
 def main() -> None:
     with stage("report", all_params=True) as st:
         out = st.folder("results/report")
-        metrics = report.write(Path("."), out, st.params.raw, git_commit(Path(".")))
+        metrics = report.write(Path("."), out, st.params, git_commit(Path(".")))
         st.finish(metrics, out / "metrics.json", out / "index.html", out / "summary.md")
 
 

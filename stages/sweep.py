@@ -22,12 +22,12 @@ def main(arch: str, family: str) -> None:
             directions, columns = fourier, {"k1": freqs[:, 0], "k2": freqs[:, 1]}
         else:
             nads, vals = load_nads(st, arch)
-            indices = np.array(cfg.nad_indices)
+            indices = np.array(st.params["nad_sweep"].indices)
             if indices.max() >= len(nads):
-                raise config.ParamError(f"sweep.nad_indices = {list(cfg.nad_indices)}: {arch} has {len(nads)} NADs "
+                raise config.ParamError(f"nad_sweep.indices = {indices.tolist()}: {arch} has {len(nads)} NADs "
                                         f"(indices 0..{len(nads) - 1})")
             directions, columns = nads[indices], {"index": indices, "eigenvalue": vals[indices]}
-        acc = sweep(arch, bank, directions, cfg.schedule(), cfg.device, cfg.models_per_batch or None,
+        acc = sweep(arch, bank, directions, cfg.schedule(), st.params.device, st.params.models_per_batch or None,
                     st.executor, progress=f"sweep {arch} {family}")
         files.write_csv(out / "accuracy.csv", {**columns, **acc})
 

@@ -49,7 +49,10 @@ class Repo:
         """Update params.yaml: set_params(synthetic={"n_train": 64})."""
         params = self.params()
         for section, values in sections.items():
-            params[section].update(values)
+            if isinstance(values, dict):
+                params.setdefault(section, {}).update(values)
+            else:  # a top-level value (device, executor...)
+                params[section] = values
         (self.path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     def tracking_uri(self) -> str:
@@ -58,7 +61,8 @@ class Repo:
 
 TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8},
         "nads": {"n_networks": 6},
-        "sweep": {"epochs": 1, "nad_indices": [0, 1, 5, 1000]},
+        "sweep": {"epochs": 1},
+        "nad_sweep": {"indices": [0, 1, 5, 1000]},
         "poison": {"epochs": 1, "nad_indices": [0, 1000]},
         "flip": {"epochs": 1}}
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")

@@ -58,8 +58,8 @@ def test_file_level_errors(tmp_path):
         config.load(p)
     assert "not valid YAML (line 5, column 1:" in str(e.value) and "\n" not in str(e.value)
     p.write_text("profile: quick\nsynthtic: {}\n")
-    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: executor, flip, nads, poison, "
-                                         "profile, ray, sweep, synthetic"):
+    with pytest.raises(ParamError, match="synthtic = {}: unknown section; allowed: archs, device, executor, flip, "
+                                         "models_per_batch, nad_sweep, nads, poison, profile, ray, sweep, synthetic"):
         config.load(p)
     p.write_text("profile: quick\n")
     with pytest.raises(ParamError, match="^synthetic: section missing from params.yaml$"):
@@ -69,14 +69,20 @@ def test_file_level_errors(tmp_path):
 def _profile(**changes) -> dict:
     params = yaml.safe_load((ROOT / "profiles" / "quick.yaml").read_text())
     for section, values in changes.items():
-        params[section].update(values)
+        if isinstance(values, dict):
+            params[section].update(values)
+        else:
+            params[section] = values
     return params
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"nads": {"n_netwrks": 4096}}, "nads.n_netwrks = 4096: unknown key; allowed keys: archs, input_shape"),
-    ({"sweep": {"archs": ["logreg", "lenet", "vgg11_bn"]}},
-     "sweep.archs = ['logreg', 'lenet', 'vgg11_bn']: vgg11_bn not in nads.archs"),
+    ({"nads": {"n_netwrks": 4096}}, "nads.n_netwrks = 4096: unknown key; allowed keys: input_shape, n_networks"),
+    ({"archs": {"sweep": ["logreg", "lenet", "vgg11_bn"]}},
+     "archs.sweep = ['logreg', 'lenet', 'vgg11_bn']: vgg11_bn not in archs.nads"),
+    ({"archs": {"poison": ["lenett"]}}, "archs.poison: arch = 'lenett': unknown architecture; did you mean lenet?"),
+    ({"device": "gpu"}, "device = 'gpu': allowed: auto, cpu, cuda, cuda:N"),
+    ({"models_per_batch": -1}, "models_per_batch = -1: must be an integer >= 0"),
     ({"nads": {"input_shape": [1, 16, 16]}}, "nads.input_shape = [1, 16, 16]: must be [1, 32, 32]: the sweep trains"),
     ({"nads": {"input_shape": [3, 32, 32]}, "synthetic": {"input_shape": [3, 32, 32]}},
      "nads.input_shape = [3, 32, 32]: must be [1, 32, 32]: poison puts 1x32x32 NADs into CIFAR-10 images"),
@@ -107,7 +113,7 @@ def test_values_read_as_dvc_reads_them(tmp_path):
 @pytest.mark.parametrize("section, raw, message", [
     (config.Nads, {"precision": "fp16"}, "nads.precision = 'fp16': allowed: float32, tf32, bf16"),
     (config.Sweep, {"precision": "half"}, "sweep.precision = 'half': allowed: float32, tf32, bf16"),
-    (config.Poison, {"device": "gpu"}, "poison.device = 'gpu': allowed: auto, cpu, cuda, cuda:N"),
+    (config.Poison, {"device": "gpu"}, "poison.device = 'gpu': unknown key; allowed keys: epochs"),
 ])
 def test_device_and_precision_are_checked(section, raw, message):
     with pytest.raises(ParamError, match=message.replace("(", r"\(")):

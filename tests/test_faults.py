@@ -227,37 +227,40 @@ def test_bad_params_models_and_files_fail_in_one_line_before_any_compute(built_c
         assert lines, proc.stderr + proc.stdout
         return lines[0]
 
-    # A typo'd key: `dvc repro` stops at its first stage, and every stage refuses to run.
+    # A typo'd key: `dvc repro` stops at its first stage; `dvc repro -s` of the stage whose section
+    # holds it runs that stage (it depends on its whole section), which names it; every stage refuses.
     params = repo.params()
     params["nads"]["n_netwrks"] = 4096
     (repo.path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
     proc = repo.dvc("repro", check=False)
     assert ran(proc) == {"check-params"} and "nads.n_netwrks = 4096: unknown key" in one_line(proc, "n_netwrks")
+    proc = repo.dvc("repro", "-s", "nads@lenet", check=False)
+    assert ran(proc) == {"nads@lenet"} and "nads.n_netwrks = 4096: unknown key" in one_line(proc, "n_netwrks")
     for program in (["stages.nads", "lenet"], ["stages.synthetic"], ["stages.report"]):
         proc = stage(repo, *program)
         assert proc.returncode == 2 and proc.stderr.startswith("error: nads.n_netwrks = 4096: unknown key")
     del params["nads"]["n_netwrks"]
     # A swept architecture without NADs: the first stage DVC runs names the parameter.
-    params["sweep"]["archs"] = ["logreg", "lenet", "vgg11_bn"]
+    params["archs"]["sweep"] = ["logreg", "lenet", "vgg11_bn"]
     (repo.path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
     proc = repo.dvc("repro", check=False)
     assert ran(proc) == {"check-params"}
-    assert "sweep.archs = ['logreg', 'lenet', 'vgg11_bn']: vgg11_bn not in nads.archs" in proc.stderr + proc.stdout
-    params["sweep"]["archs"] = ["logreg", "lenet"]
+    assert "archs.sweep = ['logreg', 'lenet', 'vgg11_bn']: vgg11_bn not in archs.nads" in proc.stderr + proc.stdout
+    params["archs"]["sweep"] = ["logreg", "lenet"]
     # A user model that takes one channel, given to a stage that feeds it three.
     user = "toy_models:one_channel_only"
-    params["nads"]["archs"] = ["logreg", "lenet", user]
-    params["poison"]["archs"] = [user]
+    params["archs"]["nads"] = ["logreg", "lenet", user]
+    params["archs"]["poison"] = [user]
     (repo.path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
     env = {"PYTHONPATH": str(ROOT / "tests")}
     proc = stage(repo, "stages.poison", user, env=env)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: poison.archs: arch = '{user}': it cannot take inputs of shape "
+    assert proc.stderr.startswith(f"error: archs.poison: arch = '{user}': it cannot take inputs of shape "
                                   "(C, H, W) = (3, 32, 32)")
     proc = stage(repo, "stages.nads", "toy_models:x/../../../y", env=env)
     assert proc.returncode == 2 and "is not one of them" in proc.stderr and not (repo.path.parent / "y").exists()
-    params["nads"]["archs"] = ["logreg", "lenet"]
-    params["poison"]["archs"] = ["lenet"]
+    params["archs"]["nads"] = ["logreg", "lenet"]
+    params["archs"]["poison"] = ["lenet"]
     (repo.path / "params.yaml").write_text(__import__("yaml").safe_dump(params))
     # A damaged input file: named, with the command that restores it.
     noise = repo.path / "data/synthetic/noise_train.npy"

@@ -137,7 +137,7 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     assert digest(repo.path, "data/synthetic")["data/synthetic/noise_train.npy"] != \
         before["data/synthetic/noise_train.npy"]
     # Where NADs are computed changes nothing; how many networks changes every user of NADs.
-    repo.set_params(nads={"device": "cpu"})
+    repo.set_params(device="cpu")
     assert ran(repo.dvc("repro")) <= {"check-params", "report"}  # (the report quotes every param)
     repo.set_params(nads={"n_networks": 8})
     assert ran(repo.dvc("repro")) == NADS | {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet",
@@ -171,13 +171,14 @@ def test_bad_input_fails_in_one_line_and_keeps_outputs(built_copy, tmp_path):
         "error: synthetic.epsilon = -1.0: must be > 0 (the margin of the discriminative feature)"]
     failed = repo.dvc("repro", "synthetic", check=False)
     assert failed.returncode != 0 and "synthetic.epsilon = -1.0: must be > 0" in failed.stderr + failed.stdout
-    repo.set_params(synthetic={"epsilon": 1.0}, sweep={"nad_indices": [0, 5000]})
+    repo.set_params(synthetic={"epsilon": 1.0}, nad_sweep={"indices": [0, 5000]})
     bad = stage("stages.sweep", "lenet", "nad")
     assert bad.returncode == 2
-    assert bad.stderr.strip() == "error: sweep.nad_indices = [0, 5000]: lenet has 1024 NADs (indices 0..1023)"
-    repo.set_params(nads={"archs": ["logreg", "lenett"]})
+    assert bad.stderr.strip() == "error: nad_sweep.indices = [0, 5000]: lenet has 1024 NADs (indices 0..1023)"
+    repo.set_params(nad_sweep={"indices": [0, 1]}, archs={"nads": ["logreg", "lenett"]})
     bad = stage("stages.nads", "lenett")
-    assert bad.returncode == 2 and "nads.archs: arch = 'lenett': unknown architecture" in bad.stderr
+    assert bad.returncode == 2 and "archs.nads: arch = 'lenett': unknown architecture" in bad.stderr
+    repo.set_params(archs={"nads": ["logreg", "lenet"]})
     nowhere = tmp_path / "cifar.tar.gz"
     bad = run([sys.executable, "-m", "stages.fetch", "cifar10"], repo.path, {**repo.env, "CIFAR10": str(nowhere)},
               check=False)
