@@ -20,11 +20,17 @@ $(STAMP): pyproject.toml
 # Offline: `make repro CIFAR10=/path/to/cifar-10-python.tar.gz` (or its folder, an image-folder
 # tree or a .tar.gz of one). The copy's bytes become data/raw/cifar10 (DVC hashes them): the same
 # file at another path reruns nothing, and the path enters no tracked file.
+# The paper's published results (compare@<arch>) likewise: NADS_PUBLISHED=/path/to/nads-published-2020.tar.gz
+# (or a checkout of the authors' repository); every file is checked against its recorded sha256.
 CIFAR10 ?=
+NADS_PUBLISHED ?=
 
 repro: $(STAMP)
 ifdef CIFAR10
 	CIFAR10='$(abspath $(CIFAR10))' dvc repro --force --single-item fetch@cifar10
+endif
+ifdef NADS_PUBLISHED
+	NADS_PUBLISHED='$(abspath $(NADS_PUBLISHED))' dvc repro --force --single-item --glob 'reference@*'
 endif
 	dvc repro
 

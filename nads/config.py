@@ -264,9 +264,12 @@ class Archs(Section):
     sweep: tuple[str, ...] = ("logreg", "lenet")
     poison: tuple[str, ...] = ("lenet",)
     flip: tuple[str, ...] = ("lenet",)
+    compare: tuple[str, ...] = ("logreg", "lenet")   # against the paper's published results ([] = none)
 
     def check(self) -> None:
-        from .models import check_arch  # (imports torch; only a file that lists architectures needs it)
+        # (Imported here: models imports torch, published imports this module.)
+        from .models import check_arch
+        from .published import ARCHS as PUBLISHED
 
         for stage in ("nads", "sweep", "poison", "flip"):
             self.require(stage, len(getattr(self, stage)) >= 1, "must list at least one architecture")
@@ -275,6 +278,9 @@ class Archs(Section):
                     check_arch(arch)
                 except ValueError as e:
                     raise ParamError(f"archs.{stage}: {e}") from None
+        unpublished = [a for a in self.compare if a not in PUBLISHED]
+        self.require("compare", not unpublished, f"{', '.join(unpublished)}: the paper published results for "
+                                                 f"{', '.join(PUBLISHED)} only")
 
 
 DEVICES = "auto, cpu, cuda, cuda:N"
@@ -393,23 +399,26 @@ def load(path="params.yaml") -> Params:
 
 
 # Stages that use NADs, and the input shape their NADs must have (None: the synthetic data's).
-NAD_USERS = {"sweep": None, "poison": (1, 32, 32), "flip": (1, 32, 32)}
+NAD_USERS = {"sweep": None, "poison": (1, 32, 32), "flip": (1, 32, 32), "compare": (1, 32, 32)}
 
 
 def _check_between(params: Params) -> None:
     """Rules that involve two sections; each stage would otherwise fail late, after computing."""
     archs = params["archs"]
     for name, shape in NAD_USERS.items():
-        missing = [a for a in getattr(archs, name) if a not in archs.nads]
-        if missing:
-            _fail(f"archs.{name}", list(getattr(archs, name)), f"{', '.join(missing)} not in archs.nads; "
-                  f"this stage needs their NADs: add them to archs.nads")
+        needs = ("nads", "sweep") if name == "compare" else ("nads",)  # compare: NADs and both sweeps
+        for other in needs:
+            missing = [a for a in getattr(archs, name) if a not in getattr(archs, other)]
+            if missing:
+                _fail(f"archs.{name}", list(getattr(archs, name)), f"{', '.join(missing)} not in archs.{other}; "
+                      f"this stage needs their results: add them to archs.{other}")
         if "nads" not in params.sections:
             continue
         if shape is None and "synthetic" in params.sections:
             shape = params["synthetic"].input_shape
         nads = params["nads"]
-        if shape is not None and tuple(nads.input_shape) != tuple(shape):
-            why = ("the sweep trains on D(u_i) for NADs u_i of the synthetic data's shape (synthetic.input_shape)"
-                   if name == "sweep" else f"{name} puts 1x32x32 NADs into CIFAR-10 images")
+        if shape is not None and getattr(archs, name) and tuple(nads.input_shape) != tuple(shape):
+            why = {"sweep": "the sweep trains on D(u_i) for NADs u_i of the synthetic data's shape "
+                            "(synthetic.input_shape)",
+                   "compare": "the published NADs are 1x32x32"}.get(name, f"{name} puts 1x32x32 NADs into CIFAR-10 images")
             _fail("nads.input_shape", list(nads.input_shape), f"must be {list(shape)}: {why}")

@@ -56,13 +56,10 @@ def spectrum(eigenvalues, path, title: str = "", rank: int | None = None) -> Non
     save(fig, path)
 
 
-def fourier_heatmap(freqs, accuracy, shape, stride: int, path, title: str = "") -> np.ndarray:
-    """Test accuracy of each Fourier direction on the full centred spectrum.
-
-    Each (k1, k2) is drawn at its centred cell and at its mirror (-k1, -k2),
-    DC in the centre, one cell per direction of the stride-s grid. Returns the
-    grid that is drawn (NaN where no direction was measured).
-    """
+def centred_grid(freqs, accuracy, shape, stride: int) -> np.ndarray:
+    """Values of Fourier directions on the centred spectrum: each (k1, k2) at its cell and
+    at its mirror (-k1, -k2), DC in the centre, one cell per direction of the stride-s grid;
+    NaN where no direction was measured."""
     from .directions import centred_cells
 
     _, h, w = shape
@@ -70,15 +67,91 @@ def fourier_heatmap(freqs, accuracy, shape, stride: int, path, title: str = "") 
     for (k1, k2), acc in zip(freqs, accuracy):
         for r, c in centred_cells(int(k1), int(k2), h, w):
             grid[r // stride, c // stride] = acc
-    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    return grid
+
+
+def _heatmap(ax, grid, shape, stride, **style):
+    _, h, w = shape
     extent = (-w // 2 - stride / 2, w // 2 - stride / 2, h // 2 - stride / 2, -h // 2 - stride / 2)
-    im = ax.imshow(grid, cmap="viridis", vmin=0.5, vmax=1.0, extent=extent, interpolation="nearest")
     ax.set_xlabel("$k_2$ (cycles / image)")
     ax.set_ylabel("$k_1$ (cycles / image)")
+    return ax.imshow(grid, extent=extent, interpolation="nearest", **style)
+
+
+def fourier_heatmap(freqs, accuracy, shape, stride: int, path, title: str = "") -> np.ndarray:
+    """Test accuracy of each Fourier direction on the full centred spectrum; returns the grid drawn."""
+    grid = centred_grid(freqs, accuracy, shape, stride)
+    fig, ax = plt.subplots(figsize=(4.2, 3.6))
+    im = _heatmap(ax, grid, shape, stride, cmap="viridis", vmin=0.5, vmax=1.0)
     fig.colorbar(im, ax=ax, label="test accuracy")
     ax.set_title(title, fontsize=9)
     save(fig, path)
     return grid
+
+
+def grid_comparison(freqs, ours, published, shape, stride: int, path, title: str = "") -> None:
+    """This run's and the published accuracies on one colour scale, and their difference."""
+    grids = [centred_grid(freqs, a, shape, stride) for a in (ours, published, np.subtract(ours, published))]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), constrained_layout=True)
+    for ax, grid, name in zip(axes[:2], grids, ("this run", "published")):
+        im = _heatmap(ax, grid, shape, stride, cmap="viridis", vmin=0.5, vmax=1.0)
+        ax.set_title(name, fontsize=9)
+    fig.colorbar(im, ax=list(axes[:2]), label="test accuracy", shrink=0.9)
+    im = _heatmap(axes[2], grids[2], shape, stride, cmap="RdBu", vmin=-0.5, vmax=0.5)
+    axes[2].set_title("this run − published", fontsize=9)
+    fig.colorbar(im, ax=axes[2], label="difference", shrink=0.9)
+    fig.suptitle(title, fontsize=10)
+    save(fig, path)
+
+
+def nad_rows(rows: dict, shape, indices, path, title: str = "") -> None:
+    """NADs u_i (pixel space) of several estimates, one row each: {label: (D', D) array}."""
+    fig, axes = plt.subplots(len(rows), len(indices), figsize=(1.3 * len(indices), 1.45 * len(rows)),
+                             squeeze=False)
+    for r, (label, nads) in enumerate(rows.items()):
+        for j, i in enumerate(indices):
+            img = np.asarray(nads[i], dtype=np.float64).reshape(shape).mean(axis=0)
+            lim = np.abs(img).max() or 1.0
+            axes[r, j].imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            axes[r, j].set_xticks([])
+            axes[r, j].set_yticks([])
+            if r == 0:
+                axes[r, j].set_title(f"u{i}", fontsize=8)
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    save(fig, path)
+
+
+def spectra(named: dict, path, title: str = "") -> None:
+    """Eigenvalue spectra, each divided by its largest, on one log plot: {label: eigenvalues}."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for label, vals in named.items():
+        vals = np.asarray(vals, dtype=np.float64)
+        ax.plot(np.arange(len(vals)), vals / vals[0], label=label, lw=1.2)
+    ax.set_yscale("log")
+    ax.set_xlabel("NAD index i")
+    ax.set_ylabel("$\\lambda_i / \\lambda_0$")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    save(fig, path)
+
+
+def curve_comparison(curves: dict, path, title: str = "") -> None:
+    """Test accuracy on D(u_i) against NAD index: {label: (indices, accuracies)}; "published" as a line."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for j, (label, curve) in enumerate(curves.items()):
+        style = dict(color="0.6", lw=1) if label == "published" else dict(marker="o", ms=5 - 2 * j, lw=1.2)
+        ax.plot(*curve, label=label, **style)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_ylim(0.45, 1.02)
+    ax.axhline(0.5, color="k", ls=":", lw=1)
+    ax.set_xlabel("NAD index i")
+    ax.set_ylabel("test accuracy on D($u_i$)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    save(fig, path)
 
 
 def nad_curve(indices, accuracy, eigenvalues, path, title: str = "") -> None:

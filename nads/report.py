@@ -32,6 +32,7 @@ class Section:
     figures: list = field(default_factory=list)   # paths
     table: dict = field(default_factory=dict)     # name -> value
     claims: list = field(default_factory=list)
+    note: str = ""                                 # one line under the title
 
 
 def _need(path: Path, stage: str) -> Path:
@@ -137,6 +138,36 @@ def flip_section(root: Path, arch: str) -> Section:
     return s
 
 
+# How close this run must come to the published results for the report to call it a reproduction,
+# stated for the paper's scale: smaller profiles (fewer networks, samples, epochs) may fall outside.
+TOLERANCE = {"nads_agreement_top10": 0.9, "grid_pearson_r": 0.9, "grid_mean_abs_diff": 0.05,
+             "curve_mean_abs_diff": 0.05}
+
+
+def compare_section(root: Path, arch: str) -> Section:
+    d = root / "results/compare" / arch
+    m = _json(d / "metrics.json", f"compare@{arch}")
+    figures = [d / f for f in ("nads.png", "spectra.png", "grid.png", "curve.png") if (d / f).exists()]
+    s = Section(f"Paper vs this run: {arch}", figures, dict(m),
+                note="Tolerances are stated for the paper's scale; a smaller profile may fall outside them.")
+    t = TOLERANCE
+    if _pooled_cnn(arch):  # (logistic regression's NADs are unordered: any basis of a flat spectrum)
+        agree = m["nads_agreement_top10"]
+        s.claims.append(Claim(f"The NADs are the published ones (top-10 subspace agreement ≥ "
+                              f"{t['nads_agreement_top10']})", f"top-1/10/100 agreement {m['nads_agreement_top1']:.2f}"
+                              f"/{agree:.2f}/{m['nads_agreement_top100']:.2f}", agree >= t["nads_agreement_top10"]))
+    r, diff = m["grid_pearson_r"], m["grid_mean_abs_diff"]
+    ok = diff <= t["grid_mean_abs_diff"] and (r != r or r >= t["grid_pearson_r"])  # r is NaN for a flat grid
+    s.claims.append(Claim(f"The Fourier grid is the published one (Pearson r ≥ {t['grid_pearson_r']} where the "
+                          f"grid varies, mean |Δ| ≤ {t['grid_mean_abs_diff']})",
+                          f"r = {r:.2f}, mean |Δ| = {diff:.3f} over {m['grid_n']} cells both have", ok))
+    if "curve_mean_abs_diff" in m:
+        diff = m["curve_mean_abs_diff"]
+        s.claims.append(Claim(f"The NAD curve is the published one (mean |Δ| ≤ {t['curve_mean_abs_diff']})",
+                              f"mean |Δ| = {diff:.3f} over {m['curve_n']} indices", diff <= t["curve_mean_abs_diff"]))
+    return s
+
+
 def build(root: Path, archs) -> list[Section]:
     """The report's sections for the architectures of each stage family (a config.Archs)."""
     sections = [nads_section(root, a) for a in archs.nads]
@@ -144,6 +175,7 @@ def build(root: Path, archs) -> list[Section]:
         sections += [fourier_section(root, arch), nad_sweep_section(root, arch)]
     sections += [poison_section(root, a) for a in archs.poison]
     sections += [flip_section(root, a) for a in archs.flip]
+    sections += [compare_section(root, a) for a in archs.compare]
     return sections
 
 
@@ -165,8 +197,8 @@ def write(root: Path, out_dir: Path, params, commit: str) -> dict:
              f"<details><summary>params.yaml this report was built from</summary><pre>"
              f"{html.escape(params_yaml)}</pre></details>"]
     for s in sections:
-        md += [f"## {s.title}", ""]
-        parts.append(f"<h2>{html.escape(s.title)}</h2>")
+        md += [f"## {s.title}", "", *([s.note, ""] if s.note else [])]
+        parts.append(f"<h2>{html.escape(s.title)}</h2>" + (f"<p>{html.escape(s.note)}</p>" if s.note else ""))
         for c in s.claims:
             mark = "supported" if c.supported else "NOT supported"
             md.append(f"- **{mark}** — {c.text}: {c.evidence}")

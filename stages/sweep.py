@@ -1,11 +1,15 @@
-"""Stage `sweep-<family>@<arch>`: accuracy of `arch` on D(v) for each direction of a family."""
+"""Stage `sweep-<family>@<arch>`: accuracy of `arch` on D(v) for each direction of a family.
+
+Families: fourier (the Fourier grid), nad (this run's NADs u_i) and published-nad
+(the paper's published NADs: the control that tells a gap in the NAD curve due to
+the estimate from one due to the training)."""
 import sys
 from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from nads import config, files, plots
+from nads import config, files, plots, published
 from nads.synthetic import load_bank
 from nads.sweep import sweep
 from stages.common import check_model, load_nads, stage
@@ -21,7 +25,7 @@ def main(arch: str, family: str) -> None:
         if family == "fourier":
             directions, columns = fourier, {"k1": freqs[:, 0], "k2": freqs[:, 1]}
         else:
-            nads, vals = load_nads(st, arch)
+            nads, vals = nad_source(st, arch, family)
             indices = np.array(st.params["nad_sweep"].indices)
             if indices.max() >= len(nads):
                 raise config.ParamError(f"nad_sweep.indices = {indices.tolist()}: {arch} has {len(nads)} NADs "
@@ -45,6 +49,14 @@ def main(arch: str, family: str) -> None:
             metrics["spearman_index_vs_test_acc"] = float(spearmanr(indices, test, nan_policy="omit").statistic)
             plots.nad_curve(indices, test, vals[indices], figure, title=title)
         st.finish(metrics, out / "metrics.json", figure, out / "accuracy.csv")
+
+
+def nad_source(st, arch: str, family: str) -> tuple:
+    """(NADs, eigenvalues) a NAD-family sweep trains on."""
+    if family == "nad":
+        return load_nads(st, arch)
+    ref = published.load(Path("data/raw/published") / arch, arch)
+    return ref.nads, ref.eigenvalues
 
 
 if __name__ == "__main__":

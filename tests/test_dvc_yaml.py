@@ -101,3 +101,30 @@ def test_package_markers_hold_no_code():
         body = ast.parse((ROOT / marker).read_text()).body
         assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) or
                    isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["__version__"] for n in body), marker
+
+
+def rewrite(text: str) -> str:
+    """dvc.yaml with every stage's code deps replaced by the derived ones (the rest kept as is)."""
+    out, cmd, written = [], None, False
+    for line in text.splitlines(keepends=True):
+        stripped = line.strip()
+        if line.startswith("  ") and not line.startswith("   ") and stripped.endswith(":"):
+            cmd, written = None, False  # a new stage
+        if stripped.startswith("cmd: "):
+            cmd = stripped[5:]
+        if stripped.startswith("- ") and stripped.endswith(".py") and cmd:
+            if not written:
+                out += [f"      - {d}\n" for d in sorted(expected_code_deps(cmd))]
+                written = True
+            continue
+        out.append(line)
+    return "".join(out)
+
+
+def test_rewriting_changes_nothing_when_the_deps_are_right():
+    text = (ROOT / "dvc.yaml").read_text()
+    assert rewrite(text) == text
+
+
+if __name__ == "__main__":  # python tests/test_dvc_yaml.py: derive the code deps into dvc.yaml
+    (ROOT / "dvc.yaml").write_text(rewrite((ROOT / "dvc.yaml").read_text()))

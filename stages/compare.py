@@ -1,0 +1,55 @@
+"""Stage `compare@<arch>`: this run's NADs, Fourier grid and NAD curve against the paper's published ones."""
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nads import compare, files, plots, published
+from stages.common import load_nads, stage
+
+SHAPE = (1, 32, 32)  # the published NADs' input shape
+SHOWN = (0, 1, 2, 3, 5, 10, 20, 50, 100, 300)
+
+
+def main(arch: str) -> None:
+    with stage("compare", f"compare@{arch}", arch=arch) as st:
+        ref = published.load(Path("data/raw/published") / arch, arch)
+        ours, vals = load_nads(st, arch)
+        out = st.folder(Path("results/compare") / arch)
+        metrics = {f"nads_agreement_top{k}": compare.subspace_agreement(ours, ref.nads, k)
+                   for k in compare.AGREEMENT_K}
+        for who, nads in (("", ours), ("published_", ref.nads)):
+            metrics.update({f"{who}radius_{g}": r for g, r in compare.radius_by_group(nads, SHAPE).items()})
+        plots.nad_rows({"this run": compare.sign_aligned(ours[:len(ref.nads)], ref.nads), "published": ref.nads},
+                       SHAPE, SHOWN, out / "nads.png", title=f"{arch}: NADs of this run above the published ones")
+        plots.spectra({"this run": vals[:len(ref.eigenvalues)], "published": ref.eigenvalues}, out / "spectra.png",
+                      title=f"{arch}: gradient covariance spectra, normalised")
+        figures = [out / "nads.png", out / "spectra.png"]
+
+        sweep = Path("results/sweep") / arch
+        grid = files.read_csv(sweep / "fourier" / "accuracy.csv")
+        freqs = np.array([grid["k1"], grid["k2"]], dtype=int).T
+        acc = np.array(grid["test_acc"], dtype=float)
+        theirs = published.grid_at(ref.grid, freqs, SHAPE)
+        metrics.update({f"grid_{k}": v for k, v in compare.paired(acc, theirs).items()})
+        stride = files.read_json("data/synthetic/meta.json")["fourier_stride"]
+        plots.grid_comparison(freqs, acc, theirs, SHAPE, stride, out / "grid.png",
+                              title=f"{arch} on D(v), Fourier directions: this run and the paper")
+        figures.append(out / "grid.png")
+        curves = {}
+        for family, name in (("nad", "this run"), ("published-nad", "this run's training, published NADs")):
+            table = files.read_csv(sweep / family / "accuracy.csv")
+            curves[name] = np.array(table["index"], dtype=int), np.array(table["test_acc"], dtype=float)
+        if ref.curve is not None:  # (none for logistic regression)
+            lookup = dict(zip(*ref.curve))
+            for prefix, (index, acc) in zip(("curve_", "control_curve_"), curves.values()):
+                theirs = np.array([lookup.get(i, np.nan) for i in index])
+                metrics.update({f"{prefix}{k}": v for k, v in compare.paired(acc, theirs).items()})
+            curves["published"] = ref.curve
+        plots.curve_comparison(curves, out / "curve.png",
+                               title=f"{arch} on D(u_i): this run, the control, and the paper")
+        st.finish(metrics, out / "metrics.json", *figures, out / "curve.png")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
