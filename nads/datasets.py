@@ -12,7 +12,6 @@ any of them into uint8 arrays (N, 32, 32, 3), int64 labels and the class names.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import pickle
 import shutil
@@ -127,7 +126,7 @@ def _from_archive(source, path: Path) -> Cifar10:
         with tarfile.open(path) as tar:
             members = {m.name: m for m in tar.getmembers() if m.isfile()}
             if any(n.endswith("cifar-10-batches-py/data_batch_1") for n in members):
-                digest = _md5(path)
+                digest = files.file_digest(path, "md5")
                 if digest != ORIGINAL_MD5:
                     _bad(source, f"an archive of the original release whose md5 is {digest}, not {ORIGINAL_MD5} "
                                  "(truncated or corrupt)")
@@ -144,14 +143,6 @@ def _from_archive(source, path: Path) -> Cifar10:
     prefix = {r for r in roots if r} or {""}
     strip = (prefix.pop() + "/") if len(prefix) == 1 and "" not in prefix else ""
     return _from_image_tree(source, {n[len(strip):]: (lambda b=b: b) for n, b in data.items()})
-
-
-def _md5(path: Path) -> str:
-    h = hashlib.md5()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _from_batches(source, read) -> Cifar10:
@@ -204,7 +195,7 @@ def _download(dest: Path) -> None:
 
     try:
         download_url(ORIGINAL_URL, str(dest), "archive.tar.gz", md5=ORIGINAL_MD5)
-        if _md5(dest / "archive.tar.gz") != ORIGINAL_MD5:
+        if files.file_digest(dest / "archive.tar.gz", "md5") != ORIGINAL_MD5:
             raise OSError("the downloaded archive's md5 is not the release's")
     except Exception as e:  # noqa: BLE001 - offline, proxy, corrupt download: all mean "use a local copy"
         raise SourceError(f"could not download CIFAR-10 from {ORIGINAL_URL} ({type(e).__name__}: "

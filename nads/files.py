@@ -9,6 +9,7 @@ any point leaves either the whole previous set of outputs or the whole new one.
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -91,6 +92,15 @@ def check_writable(path) -> Path:
     finally:
         _remove(tmp)
     return path
+
+
+def file_digest(path, algorithm: str) -> str:
+    """Hex digest of a file's bytes, read in blocks (an archive can be large)."""
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_json(path, obj) -> None:

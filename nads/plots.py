@@ -143,15 +143,20 @@ def curve_comparison(curves: dict, path, title: str = "") -> None:
     for j, (label, curve) in enumerate(curves.items()):
         style = dict(color="0.6", lw=1) if label == "published" else dict(marker="o", ms=5 - 2 * j, lw=1.2)
         ax.plot(*curve, label=label, **style)
+    ax.legend(fontsize=8)
+    _accuracy_by_index(ax, title)
+    save(fig, path)
+
+
+def _accuracy_by_index(ax, title: str) -> None:
+    """Axes of test accuracy on D(u_i) against NAD index i (log x, chance marked)."""
     ax.set_xscale("symlog", linthresh=1)
     ax.set_ylim(0.45, 1.02)
     ax.axhline(0.5, color="k", ls=":", lw=1)
     ax.set_xlabel("NAD index i")
     ax.set_ylabel("test accuracy on D($u_i$)")
-    ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
-    save(fig, path)
 
 
 def nad_curve(indices, accuracy, eigenvalues, path, title: str = "") -> None:
@@ -162,14 +167,8 @@ def nad_curve(indices, accuracy, eigenvalues, path, title: str = "") -> None:
     ax.plot(indices, accuracy, color="0.75", lw=1, zorder=1)
     vals = np.clip(np.asarray(eigenvalues, dtype=np.float64), 1e-300, None)
     sc = ax.scatter(indices, accuracy, c=vals, cmap="plasma", norm=LogNorm(), zorder=2, s=28)
-    ax.set_xscale("symlog", linthresh=1)
-    ax.set_ylim(0.45, 1.02)
-    ax.axhline(0.5, color="k", ls=":", lw=1)
-    ax.set_xlabel("NAD index i")
-    ax.set_ylabel("test accuracy on D($u_i$)")
     fig.colorbar(sc, ax=ax, label="eigenvalue $\\lambda_i$")
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    _accuracy_by_index(ax, title)
     save(fig, path)
 
 

@@ -10,7 +10,6 @@ these files, or a checkout); every file is checked against its recorded sha256.
 from __future__ import annotations
 
 import csv
-import hashlib
 import shutil
 import tarfile
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import InputError
+from .files import file_digest
 
 REPOSITORY = "LTS4/neural-anisotropy-directions"
 COMMIT = "45df872f16fff850537afc611fa8606e5e5c19eb"
@@ -46,14 +46,6 @@ N_NETWORKS = 10_000  # gradient samples behind their spectra
 
 class ReferenceError(InputError):
     """Published data that cannot be used."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def files_of(arch: str) -> list[str]:
@@ -98,7 +90,7 @@ def fetch(dest, source: str | None = None, arch: str = "lenet") -> None:
 
 def verify(folder, names, source) -> None:
     for name in names:
-        digest, found = SHA256[name], _sha256(Path(folder) / name)
+        digest, found = SHA256[name], file_digest(Path(folder) / name, "sha256")
         if found != digest:
             raise ReferenceError(f"published results {source}: {name} has sha256 {found[:16]}..., not the "
                                  f"published {digest[:16]}... (corrupt, or another version)")

@@ -100,7 +100,7 @@ def check_model(arch: str, in_channels: int, num_classes: int, input_size: int, 
         raise config.ParamError(f"archs.{stage}: {e}") from None
 
 
-def load_nads(st: Stage, arch: str) -> tuple:
+def load_nads(arch: str) -> tuple:
     """(NADs, eigenvalues) of `arch` from its nads stage (the params say they exist and fit)."""
     path = Path("results/nads") / arch
     restore = f"dvc checkout {path} (or dvc repro -f nads@{arch})"

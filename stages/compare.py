@@ -14,7 +14,7 @@ SHOWN = (0, 1, 2, 3, 5, 10, 20, 50, 100, 300)
 def main(arch: str) -> None:
     with stage("compare", f"compare@{arch}", arch=arch) as st:
         ref = published.load(Path("data/raw/published") / arch, arch)
-        ours, vals = load_nads(st, arch)
+        ours, vals = load_nads(arch)
         out = st.folder(Path("results/compare") / arch)
         metrics = {f"nads_agreement_top{k}": compare.subspace_agreement(ours, ref.nads, k)
                    for k in compare.AGREEMENT_K}

@@ -12,7 +12,7 @@ def main(arch: str) -> None:
     with stage("flip", f"flip@{arch}", arch=arch) as st:
         cfg = st.cfg
         check_model(arch, 3, 10, 32, "flip")
-        nads, _ = load_nads(st, arch)
+        nads, _ = load_nads(arch)
         result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, st.params.device,
                          st.executor)
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]

@@ -12,7 +12,7 @@ def main(arch: str) -> None:
     with stage("poison", f"poison@{arch}", arch=arch) as st:
         cfg = st.cfg
         check_model(arch, 3, 10, 32, "poison")
-        nads, _ = load_nads(st, arch)  # carriers come from 1x32x32 NADs
+        nads, _ = load_nads(arch)  # carriers come from 1x32x32 NADs
         data = Cifar10.load("data/cifar10")
         out = st.folder(Path("results/poison") / arch)
         rows = poisoning(arch, data, nads, cfg.nad_indices, cfg.epsilon, cfg.schedule(), cfg.n_train,

@@ -25,7 +25,7 @@ def main(arch: str, family: str) -> None:
         if family == "fourier":
             directions, columns = fourier, {"k1": freqs[:, 0], "k2": freqs[:, 1]}
         else:
-            nads, vals = nad_source(st, arch, family)
+            nads, vals = nad_source(arch, family)
             indices = np.array(st.params["nad_sweep"].indices)
             if indices.max() >= len(nads):
                 raise config.ParamError(f"nad_sweep.indices = {indices.tolist()}: {arch} has {len(nads)} NADs "
@@ -51,10 +51,10 @@ def main(arch: str, family: str) -> None:
         st.finish(metrics, out / "metrics.json", figure, out / "accuracy.csv")
 
 
-def nad_source(st, arch: str, family: str) -> tuple:
+def nad_source(arch: str, family: str) -> tuple:
     """(NADs, eigenvalues) a NAD-family sweep trains on."""
     if family == "nad":
-        return load_nads(st, arch)
+        return load_nads(arch)
     ref = published.load(Path("data/raw/published") / arch, arch)
     return ref.nads, ref.eigenvalues
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from nads import datasets
+from nads import datasets, files
 from nads.config import ParamError
 from nads.datasets import SourceError
 from nads.datasets import CLASSES, carriers, complete_basis, flip_basis, load_source, poison
@@ -75,7 +75,7 @@ def test_original_archive_is_checksummed(tmp_path):
     # The reader itself is right: with the checksum of this test archive it loads.
     original = datasets.ORIGINAL_MD5
     try:
-        datasets.ORIGINAL_MD5 = datasets._md5(archive)
+        datasets.ORIGINAL_MD5 = files.file_digest(archive, "md5")
         check(load_source(str(archive)))
     finally:
         datasets.ORIGINAL_MD5 = original
