@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python` and `dvc`: make them the virtualenv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-fast profile-quick profile-paper ui
+.PHONY: install repro test test-fast profile-quick profile-paper profile-paper-cpu ui
 
 install: $(STAMP)
 
@@ -40,7 +40,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	python -m pytest -m "not slow"
 
-profile-quick profile-paper: profile-%:
+profile-quick profile-paper profile-paper-cpu: profile-%:
 	cp profiles/$*.yaml params.yaml
 	@echo "params.yaml is now the $* profile; 'dvc params diff' shows what changed"
 

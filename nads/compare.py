@@ -29,3 +29,14 @@ def paired(ours, theirs) -> dict:
     r = float(np.corrcoef(a, b)[0, 1]) if both.sum() > 1 and a.std() > 0 and b.std() > 0 else float("nan")
     return {"n": int(both.sum()), "pearson_r": r, "mean_abs_diff": float(np.abs(a - b).mean()) if both.any() else
             float("nan")}
+
+
+def within_spread(mean, sd, theirs, k: float = 2.0) -> dict:
+    """How a published value sits in this run's spread over seeds: the mean seed
+    standard deviation, and the fraction of entries (both finite) where
+    |theirs - mean| <= k * sd."""
+    mean, sd, theirs = (np.asarray(a, dtype=np.float64) for a in (mean, sd, theirs))
+    both = np.isfinite(mean) & np.isfinite(sd) & np.isfinite(theirs)
+    inside = np.abs(theirs[both] - mean[both]) <= k * sd[both]
+    return {"seed_sd": float(sd[both].mean()) if both.any() else float("nan"),
+            f"frac_within_{k:g}sd": float(inside.mean()) if both.any() else float("nan")}

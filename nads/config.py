@@ -194,14 +194,17 @@ class Sweep(Training):
 
 @dataclass(frozen=True)
 class NadSweep(Section):
-    """Which NADs the NAD sweep trains on (a section of its own: the Fourier sweep does not use it)."""
+    """Which NADs the NAD sweeps train on, and on how many seeds (a section of its own:
+    the Fourier sweep does not use it)."""
 
     name: typing.ClassVar[str] = "nad_sweep"
     indices: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 700, 1000)
+    seeds: int = 1     # replicate r: noise bank of synthetic.seed + r, initialisation and order of sweep.seed + r
 
     def check(self) -> None:
         self.require("indices", len(self.indices) >= 1 and min(self.indices) >= 0,
                      "must be a non-empty list of integers >= 0")
+        self.require("seeds", self.seeds >= 1, "must be an integer >= 1")
 
 
 @dataclass(frozen=True)

@@ -137,12 +137,20 @@ def spectra(named: dict, path, title: str = "") -> None:
     save(fig, path)
 
 
+def spread_of(columns: dict):
+    """(min, max) over seeds of a sweep's columns (nads.sweep.sweep_seeds), None for one seed."""
+    return (columns["test_acc_min"], columns["test_acc_max"]) if "test_acc_min" in columns else None
+
+
 def curve_comparison(curves: dict, path, title: str = "") -> None:
-    """Test accuracy on D(u_i) against NAD index: {label: (indices, accuracies)}; "published" as a line."""
+    """Test accuracy on D(u_i) against NAD index: {label: (indices, accuracies[, (min, max) over seeds])};
+    "published" as a line, a spread as a band."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for j, (label, curve) in enumerate(curves.items()):
         style = dict(color="0.6", lw=1) if label == "published" else dict(marker="o", ms=5 - 2 * j, lw=1.2)
-        ax.plot(*curve, label=label, **style)
+        line, = ax.plot(*curve[:2], label=label, **style)
+        if len(curve) > 2 and curve[2] is not None:
+            ax.fill_between(curve[0], *curve[2], color=line.get_color(), alpha=0.2, lw=0)
     ax.legend(fontsize=8)
     _accuracy_by_index(ax, title)
     save(fig, path)
@@ -159,12 +167,16 @@ def _accuracy_by_index(ax, title: str) -> None:
     ax.set_title(title, fontsize=9)
 
 
-def nad_curve(indices, accuracy, eigenvalues, path, title: str = "") -> None:
-    """Test accuracy on D(u_i) against NAD index i (log x), coloured by eigenvalue."""
+def nad_curve(indices, accuracy, eigenvalues, path, title: str = "", spread=None) -> None:
+    """Test accuracy on D(u_i) against NAD index i (log x), coloured by eigenvalue;
+    spread: (min, max) over seeds, drawn as a band."""
     from matplotlib.colors import LogNorm
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot(indices, accuracy, color="0.75", lw=1, zorder=1)
+    if spread is not None:
+        ax.fill_between(indices, *spread, color="0.85", lw=0, zorder=0, label="min-max over seeds")
+        ax.legend(fontsize=8)
     vals = np.clip(np.asarray(eigenvalues, dtype=np.float64), 1e-300, None)
     sc = ax.scatter(indices, accuracy, c=vals, cmap="plasma", norm=LogNorm(), zorder=2, s=28)
     fig.colorbar(sc, ax=ax, label="eigenvalue $\\lambda_i$")

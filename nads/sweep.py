@@ -1,6 +1,9 @@
 """Direction sweeps: train one classifier per direction v on D(v), K at a time."""
 from __future__ import annotations
 
+import dataclasses
+import warnings
+
 import numpy as np
 import torch
 
@@ -52,6 +55,34 @@ def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule
         for key in out:
             out[key][ids] = part[key]
     return out
+
+
+def sweep_seeds(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule, seeds: int = 1,
+                device: str = "auto", models_per_batch: int | None = None, executor: str | Executor = "local",
+                progress: str | None = None) -> dict:
+    """`sweep` repeated on `seeds` replicates: replicate r draws its noise bank from
+    bank.seed + r and its initialisations and batch order from schedule.seed + r
+    (so replicate 0 is the plain sweep, and a run of seed s + r is replicate r of seed s).
+
+    Returns columns: test_acc and train_acc, the mean over replicates; with more than
+    one, also test_acc_sd (standard deviation, ddof 1), test_acc_min, test_acc_max and
+    each replicate's test_acc_seed<r>.
+    """
+    executor = make_executor(executor)
+    runs = []
+    for r in range(seeds):
+        label = progress if progress is None or seeds == 1 else f"{progress} seed {r + 1}/{seeds}"
+        runs.append(sweep(arch, bank.replicate(r), directions, dataclasses.replace(schedule, seed=schedule.seed + r),
+                          device, models_per_batch, executor, label))
+    if seeds == 1:
+        return runs[0]
+    test = np.stack([run["test_acc"] for run in runs])
+    with warnings.catch_warnings():  # a direction every replicate diverged on: NaN, said by n_diverged
+        warnings.simplefilter("ignore", RuntimeWarning)
+        out = {"test_acc": np.nanmean(test, 0), "train_acc": np.nanmean([run["train_acc"] for run in runs], 0),
+               "test_acc_sd": np.nanstd(test, 0, ddof=1), "test_acc_min": np.nanmin(test, 0),
+               "test_acc_max": np.nanmax(test, 0)}
+    return out | {f"test_acc_seed{r}": t for r, t in enumerate(test)}
 
 
 def train_group(common, ids) -> dict:

@@ -29,6 +29,15 @@ class NoiseBank:
     epsilon: float
     sigma: float
     shape: tuple
+    seed: int = 0
+
+    def replicate(self, r: int) -> "NoiseBank":
+        """The bank of replicate r: this one for r = 0, else the bank of seed + r (same
+        distribution and sizes, independent noise)."""
+        if r == 0:
+            return self
+        return draw_noise_bank(Synthetic(input_shape=self.shape, epsilon=self.epsilon, sigma=self.sigma,
+                                         n_train=len(self.y_train), n_test=len(self.y_test), seed=self.seed + r))
 
     def split(self, name: str):
         if name not in ("train", "test"):
@@ -70,7 +79,7 @@ def draw_noise_bank(cfg: Synthetic) -> NoiseBank:
         rng = np.random.default_rng([cfg.seed, stream])
         arrays[f"z_{split}"] = rng.standard_normal((n, dim), dtype=np.float32)
         arrays[f"y_{split}"] = _labels(rng, n)
-    return NoiseBank(**arrays, epsilon=cfg.epsilon, sigma=cfg.sigma, shape=tuple(cfg.input_shape))
+    return NoiseBank(**arrays, epsilon=cfg.epsilon, sigma=cfg.sigma, shape=tuple(cfg.input_shape), seed=cfg.seed)
 
 
 def write_bank(out_dir, cfg: Synthetic):
@@ -122,5 +131,6 @@ def load_bank(data_dir) -> tuple[NoiseBank, np.ndarray, np.ndarray]:
         return files.load_npy(data_dir / f"{name}.npy", f"dvc checkout {data_dir} (or dvc repro -f synthetic)")
 
     arrays = {f"{k}_{s}": load(f"{n}_{s}") for k, n in (("z", "noise"), ("y", "labels")) for s in ("train", "test")}
-    bank = NoiseBank(**arrays, epsilon=meta["epsilon"], sigma=meta["sigma"], shape=tuple(meta["input_shape"]))
+    bank = NoiseBank(**arrays, epsilon=meta["epsilon"], sigma=meta["sigma"], shape=tuple(meta["input_shape"]),
+                     seed=meta["seed"])
     return bank, load("fourier_freqs"), load("fourier_directions")

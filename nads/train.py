@@ -74,8 +74,12 @@ class Trained:
 
 
 def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedule, device,
-                  progress: str | None = None) -> Trained:
-    """Train `models` (same architecture) as one computation; model k sees batches(idx)[.][k]."""
+                  progress: str | None = None,
+                  on_epoch: Callable[[int, Trained], None] | None = None) -> Trained:
+    """Train `models` (same architecture) as one computation; model k sees batches(idx)[.][k].
+
+    on_epoch(epoch, trained) is called after each epoch with the models as they are
+    then (for per-epoch metrics; it must not modify them)."""
     models = [m.to(device).train() for m in models]
     params, buffers = stack_module_state(models)
     skeleton = copy.deepcopy(models[0]).to("meta").train()
@@ -101,11 +105,18 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
                 _sgd_step(params, grads, momentum, schedule, schedule.lr_at(step, total), k)
             step += 1
             bar.update()
+        if on_epoch is not None:
+            on_epoch(epoch, _trained(params, buffers, skeleton, diverged, schedule.precision))
     bar.close()
-    with torch.no_grad():
-        for p in params.values():
-            diverged |= ~torch.isfinite(p.reshape(k, -1)).all(1)
-    return Trained(params, buffers, skeleton, diverged, schedule.precision)
+    return _trained(params, buffers, skeleton, diverged, schedule.precision)
+
+
+@torch.no_grad()
+def _trained(params: dict, buffers: dict, skeleton, diverged: torch.Tensor, precision_: str) -> Trained:
+    k = len(diverged)
+    for p in params.values():
+        diverged = diverged | ~torch.isfinite(p.reshape(k, -1)).all(1)
+    return Trained(params, buffers, skeleton, diverged, precision_)
 
 
 def stacked_forward(skeleton, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:

@@ -62,7 +62,7 @@ class Repo:
 TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8},
         "nads": {"n_networks": 6},
         "sweep": {"epochs": 1},
-        "nad_sweep": {"indices": [0, 1, 5, 1000]},
+        "nad_sweep": {"indices": [0, 1, 5, 1000], "seeds": 2},
         "poison": {"epochs": 1, "nad_indices": [0, 1000]},
         "flip": {"epochs": 1},
         "archs": {"compare": []}}   # the published results are not part of the repository (tests/test_compare.py)

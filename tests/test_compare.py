@@ -113,6 +113,9 @@ def test_comparison_numbers_on_inputs_with_known_answers():
     assert r == pytest.approx({"0-0": 1.0, "1-1": 5.0})
     p = compare.paired([0.5, 0.7, 0.9, np.nan], [0.6, 0.8, 1.0, 0.3])
     assert p["n"] == 3 and p["pearson_r"] == pytest.approx(1.0) and p["mean_abs_diff"] == pytest.approx(0.1)
+    # Published 0.8 against means 0.7, 0.7, 0.7 with seed sd 0.01, 0.06, 0.1: inside 2 sd for the last two only.
+    w = compare.within_spread([0.7, 0.7, 0.7, np.nan], [0.01, 0.06, 0.1, 0.1], [0.8, 0.8, 0.8, 0.8])
+    assert w["seed_sd"] == pytest.approx(0.17 / 3) and w["frac_within_2sd"] == pytest.approx(2 / 3)
 
 
 @real

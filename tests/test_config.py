@@ -38,7 +38,7 @@ def test_good_values_are_normalised():
     assert s.sigma == 3.0  # defaults are the paper's
 
 
-@pytest.mark.parametrize("profile", ["quick", "paper"])
+@pytest.mark.parametrize("profile", ["quick", "paper-cpu", "paper"])
 def test_profiles_validate_and_share_their_keys(profile):
     params = config.load(ROOT / "profiles" / f"{profile}.yaml")
     assert params.profile == profile
@@ -114,6 +114,8 @@ def test_values_read_as_dvc_reads_them(tmp_path):
     (config.Nads, {"precision": "fp16"}, "nads.precision = 'fp16': allowed: float32, tf32, bf16"),
     (config.Sweep, {"precision": "half"}, "sweep.precision = 'half': allowed: float32, tf32, bf16"),
     (config.Poison, {"device": "gpu"}, "poison.device = 'gpu': unknown key; allowed keys: epochs"),
+    (config.NadSweep, {"seeds": 0}, "nad_sweep.seeds = 0: must be an integer >= 1"),
+    (config.NadSweep, {"seeds": 2.5}, "nad_sweep.seeds = 2.5: must be an integer"),
 ])
 def test_device_and_precision_are_checked(section, raw, message):
     with pytest.raises(ParamError, match=message.replace("(", r"\(")):

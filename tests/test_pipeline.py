@@ -104,8 +104,11 @@ def test_sweep_outputs(built):
         four = files.read_csv(repo.path / f"results/sweep/{arch}/fourier/accuracy.csv")
         assert list(four) == ["k1", "k2", "test_acc", "train_acc"] and len(four["k1"]) == 10
         nad = files.read_csv(repo.path / f"results/sweep/{arch}/nad/accuracy.csv")
-        assert list(nad) == ["index", "eigenvalue", "test_acc", "train_acc"]
+        assert list(nad) == ["index", "eigenvalue", "test_acc", "train_acc", "test_acc_sd", "test_acc_min",
+                             "test_acc_max", "test_acc_seed0", "test_acc_seed1"]  # TINY: nad_sweep.seeds 2
         assert nad["index"] == ["0", "1", "5", "1000"]
+        per_seed = np.array([nad["test_acc_seed0"], nad["test_acc_seed1"]], dtype=float)
+        np.testing.assert_allclose(np.array(nad["test_acc"], dtype=float), per_seed.mean(0))
         for table in (four, nad):
             acc = np.array(table["test_acc"] + table["train_acc"], dtype=float)
             assert np.all((acc >= 0) & (acc <= 1))
@@ -113,6 +116,7 @@ def test_sweep_outputs(built):
         assert (repo.path / f"results/sweep/{arch}/nad/curve.png").stat().st_size > 5000
         m = json.loads((repo.path / f"results/sweep/{arch}/nad/metrics.json").read_text())
         assert {"mean_test_acc", "frac_test_acc_above_0.9", "spearman_index_vs_test_acc", "n_diverged"} <= set(m)
+        assert m["seeds"] == 2 and m["mean_seed_sd"] >= 0
 
 
 def test_cifar_outputs(built):

@@ -4,7 +4,7 @@ import pytest
 from nads import plots
 from nads.config import Synthetic
 from nads.directions import centred_cells, fourier_directions, fourier_grid
-from nads.sweep import sweep
+from nads.sweep import sweep, sweep_seeds
 from nads.synthetic import draw_noise_bank
 from nads.train import Schedule
 
@@ -26,6 +26,31 @@ def test_lenet_separates_a_low_frequency_from_a_high_one():
     easy, hard_a, hard_b = r["test_acc"]
     assert easy > 0.62, r
     assert max(hard_a, hard_b) < 0.57, r
+
+
+def test_seeds_are_replicates_of_the_plain_sweep_with_shifted_seeds():
+    bank = draw_noise_bank(Synthetic(input_shape=(1, 8, 8), n_train=96, n_test=96, seed=3))
+    assert bank.replicate(0) is bank
+    again = draw_noise_bank(Synthetic(input_shape=(1, 8, 8), n_train=96, n_test=96, seed=5))
+    np.testing.assert_array_equal(bank.replicate(2).z_train, again.z_train)
+    np.testing.assert_array_equal(bank.replicate(2).y_test, again.y_test)
+    _, v = fourier_directions((1, 8, 8), 2)
+    schedule = Schedule(epochs=2, batch_size=32, lr=0.05, seed=7)
+    r = sweep_seeds("logreg", bank, v, schedule, seeds=2, device="cpu")
+    first = sweep("logreg", bank, v, schedule, "cpu")
+    second = sweep("logreg", draw_noise_bank(Synthetic(input_shape=(1, 8, 8), n_train=96, n_test=96, seed=4)), v,
+                   Schedule(epochs=2, batch_size=32, lr=0.05, seed=8), "cpu")
+    np.testing.assert_array_equal(r["test_acc_seed0"], first["test_acc"])
+    np.testing.assert_array_equal(r["test_acc_seed1"], second["test_acc"])
+    assert not np.array_equal(first["test_acc"], second["test_acc"])   # the replicates differ
+    pair = np.stack([first["test_acc"], second["test_acc"]])
+    np.testing.assert_allclose(r["test_acc"], pair.mean(0))
+    np.testing.assert_allclose(r["test_acc_sd"], np.abs(pair[0] - pair[1]) / np.sqrt(2))
+    np.testing.assert_array_equal(r["test_acc_min"], pair.min(0))
+    np.testing.assert_allclose(r["train_acc"], (first["train_acc"] + second["train_acc"]) / 2)
+    one = sweep_seeds("logreg", bank, v, schedule, seeds=1, device="cpu")
+    assert set(one) == {"test_acc", "train_acc"}
+    np.testing.assert_array_equal(one["test_acc"], first["test_acc"])
 
 
 def test_heatmap_places_each_frequency_and_its_mirror(tmp_path):
