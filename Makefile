@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python` and `dvc`: make them the virtualenv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-fast profile-quick profile-paper profile-paper-cpu ui
+.PHONY: install repro test test-fast profile-quick profile-paper profile-paper-cpu ui gpu-check
 
 install: $(STAMP)
 
@@ -39,6 +39,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	python -m pytest -m "not slow"
+
+# On a GPU machine (issue #14): correctness against the CPU, throughput, paper-profile hours; ~6 minutes.
+gpu-check: $(STAMP)
+	PYTHONPATH=. python benchmarks/gpu_check.py --out results/gpu_check
 
 profile-quick profile-paper profile-paper-cpu: profile-%:
 	cp profiles/$*.yaml params.yaml
