@@ -21,22 +21,25 @@ def radius_by_group(nads: np.ndarray, shape, groups=INDEX_GROUPS) -> dict:
     return {f"{a}-{b - 1}": float(radius[a:b].mean()) for a, b in groups if a < len(radius)}
 
 
+def _finite(*arrays) -> list:
+    """The arrays as float64, restricted to the entries where all of them are finite (NaN marks a missing one)."""
+    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
+    keep = np.logical_and.reduce([np.isfinite(a) for a in arrays])
+    return [a[keep] for a in arrays]
+
+
 def paired(ours, theirs) -> dict:
     """Pearson r and mean |difference| over the entries both have (NaN marks a missing one)."""
-    ours, theirs = np.asarray(ours, dtype=np.float64), np.asarray(theirs, dtype=np.float64)
-    both = np.isfinite(ours) & np.isfinite(theirs)
-    a, b = ours[both], theirs[both]
-    r = float(np.corrcoef(a, b)[0, 1]) if both.sum() > 1 and a.std() > 0 and b.std() > 0 else float("nan")
-    return {"n": int(both.sum()), "pearson_r": r, "mean_abs_diff": float(np.abs(a - b).mean()) if both.any() else
-            float("nan")}
+    a, b = _finite(ours, theirs)
+    r = float(np.corrcoef(a, b)[0, 1]) if len(a) > 1 and a.std() > 0 and b.std() > 0 else float("nan")
+    return {"n": len(a), "pearson_r": r, "mean_abs_diff": float(np.abs(a - b).mean()) if len(a) else float("nan")}
 
 
 def within_spread(mean, sd, theirs, k: float = 2.0) -> dict:
     """How a published value sits in this run's spread over seeds: the mean seed
     standard deviation, and the fraction of entries (both finite) where
     |theirs - mean| <= k * sd."""
-    mean, sd, theirs = (np.asarray(a, dtype=np.float64) for a in (mean, sd, theirs))
-    both = np.isfinite(mean) & np.isfinite(sd) & np.isfinite(theirs)
-    inside = np.abs(theirs[both] - mean[both]) <= k * sd[both]
-    return {"seed_sd": float(sd[both].mean()) if both.any() else float("nan"),
-            f"frac_within_{k:g}sd": float(inside.mean()) if both.any() else float("nan")}
+    mean, sd, theirs = _finite(mean, sd, theirs)
+    if not len(mean):
+        return {"seed_sd": float("nan"), f"frac_within_{k:g}sd": float("nan")}
+    return {"seed_sd": float(sd.mean()), f"frac_within_{k:g}sd": float((np.abs(theirs - mean) <= k * sd).mean())}

@@ -36,18 +36,17 @@ def main(arch: str) -> None:
         plots.grid_comparison(freqs, acc, theirs, SHAPE, stride, out / "grid.png",
                               title=f"{arch} on D(v), Fourier directions: this run and the paper")
         figures.append(out / "grid.png")
-        curves, sds = {}, {}
-        for family, name in (("nad", "this run"), ("published-nad", "this run's training, published NADs")):
-            table = {k: np.array(v, dtype=float) for k, v in files.read_csv(sweep / family / "accuracy.csv").items()}
-            curves[name] = table["index"].astype(int), table["test_acc"], plots.spread_of(table)
-            sds[name] = table.get("test_acc_sd")  # (one seed: no spread)
+        tables = {name: {k: np.array(v, dtype=float) for k, v in files.read_csv(sweep / family / "accuracy.csv").items()}
+                  for family, name in (("nad", "this run"), ("published-nad", "this run's training, published NADs"))}
+        curves = {name: (t["index"].astype(int), t["test_acc"], plots.spread_of(t)) for name, t in tables.items()}
         if ref.curve is not None:  # (none for logistic regression)
             lookup = dict(zip(*ref.curve))
-            for prefix, (name, (index, acc, _)) in zip(("curve_", "control_curve_"), curves.items()):
-                theirs = np.array([lookup.get(i, np.nan) for i in index])
-                metrics.update({f"{prefix}{k}": v for k, v in compare.paired(acc, theirs).items()})
-                if sds[name] is not None:
-                    metrics.update({f"{prefix}{k}": v for k, v in compare.within_spread(acc, sds[name], theirs).items()})
+            for prefix, (name, t) in zip(("curve_", "control_curve_"), tables.items()):
+                theirs = np.array([lookup.get(i, np.nan) for i in t["index"].astype(int)])
+                metrics.update({f"{prefix}{k}": v for k, v in compare.paired(t["test_acc"], theirs).items()})
+                if "test_acc_sd" in t:  # (one seed: no spread)
+                    metrics.update({f"{prefix}{k}": v for k, v in
+                                    compare.within_spread(t["test_acc"], t["test_acc_sd"], theirs).items()})
             curves["published"] = ref.curve
         plots.curve_comparison(curves, out / "curve.png",
                                title=f"{arch} on D(u_i): this run, the control, and the paper")
