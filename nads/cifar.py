@@ -10,6 +10,7 @@ import torch
 
 from .datasets import Cifar10, carriers, complete_basis, flip_basis, normalise, poison
 from .executor import Executor, make_executor
+from .progress import Log, Monitor, record
 from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
 
 
@@ -39,13 +40,16 @@ def carrier_batches(x, poison_as, labels, carrier_sets, signs, epsilon: float):
 
 def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: float, schedule: Schedule,
               n_train: int = 0, device: str = "auto", models_per_batch: int | None = None,
-              executor: str | Executor = "local") -> list[dict]:
+              executor: str | Executor = "local", progress: str | None = None, log: Log | None = None) -> list[dict]:
     """Train `arch` on CIFAR-10 poisoned along NAD k, for each k, plus a clean baseline.
 
     Returns one row per model: nad_index ("clean" first), clean_test_acc,
     poisoned_train_acc (on its own poisoned training set) and carrier_success
     (test images given the carrier of class (t + 1) mod 10: fraction predicted
     as that class; NaN for the clean model, which has no carrier).
+
+    progress: a progress bar's label; log(metrics, step): per-epoch MLflow metrics of
+    every model, epoch/<clean|nad<k>>/{train_loss,train_acc,test_acc} (test: clean images).
     """
     per_index = [carriers(nads, k) for k in nad_indices]
     signs = per_index[0][1]  # the same for every k
@@ -54,10 +58,13 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     executor = make_executor(executor)
     dev = executor.device(device)
     groups = chunks(len(sets), auto_models_per_batch(dev, models_per_batch))
-    common = (arch, data, np.stack(sets), signs, epsilon, schedule, n_train, dev)
+    common = (arch, data, np.stack(sets), signs, epsilon, schedule, n_train, dev,
+              ["clean"] + [f"nad{k}" for k in nad_indices])
+    monitor = Monitor(len(sets), progress, "model", log, "models")
     results = {}
-    for ids, part in zip(groups, executor.map(_poison_group, groups, common, dev)):
+    for ids, part in zip(groups, executor.map(_poison_group, groups, common, dev, monitor=monitor)):
         results.update(zip(ids, part))
+    monitor.close()
     rows = []
     for i, name in enumerate(names):
         r = results[i]
@@ -67,7 +74,7 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
 
 
 def _poison_group(common, ids):
-    arch, data, sets, signs, epsilon, schedule, n_train, dev = common
+    arch, data, sets, signs, epsilon, schedule, n_train, dev, names = common
     n = n_train or len(data.y_train)
     x_tr = torch.from_numpy(data.x_train[:n]).to(dev)
     y_tr = torch.from_numpy(data.y_train[:n]).to(dev)
@@ -75,25 +82,43 @@ def _poison_group(common, ids):
     c = torch.from_numpy(sets[ids]).to(dev)
     s = torch.from_numpy(signs).to(dev)
     models = [init_model(arch, i, schedule, 3, 10, 32) for i in ids]
-    trained = train_batched(models, carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n, schedule, dev)
-    clean = trained.accuracy(carrier_batches(x_te, y_te, y_te, torch.zeros_like(c), s, epsilon), len(y_te))
+    test = carrier_batches(x_te, y_te, y_te, torch.zeros_like(c), s, epsilon)
+    tested = []
+    trained = train_batched(models, carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n, schedule, dev,
+                            on_epoch=_epoch_metrics([names[i] for i in ids], test, len(y_te), tested))
+    clean = tested[-1]  # after the last epoch
     fit = trained.accuracy(carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n)
     other = (y_te + 1) % 10
     success = trained.accuracy(carrier_batches(x_te, other, other, c, s, epsilon), len(y_te))
     return [tuple(float(v[j]) for v in (clean, fit, success)) for j in range(len(ids))]
 
 
+def _epoch_metrics(names: list, test, n_test: int, tested: list):
+    """An on_epoch callback: test accuracy of each model (appended to `tested`) and
+    the epoch's training loss and accuracy, recorded as MLflow step metrics."""
+    def on_epoch(epoch, trained, stats):
+        tested.append(trained.accuracy(test, n_test))
+        values = {"test_acc": tested[-1], **stats}
+        record({f"epoch/{name}/{key}": float(v[j]) for j, name in enumerate(names) for key, v in values.items()},
+               epoch + 1)
+    return on_epoch
+
+
 def flipped(arch: str, data: Cifar10, nads: np.ndarray, schedule: Schedule, n_train: int = 0,
-            device: str = "auto", executor: str | Executor = "local") -> dict:
+            device: str = "auto", executor: str | Executor = "local", progress: str | None = None,
+            log: Log | None = None) -> dict:
     """Test accuracy of `arch` trained on CIFAR-10 and on its flipped-NAD-basis version.
 
     Every normalised image, train and test, each channel, becomes U^T flip(U x);
     both models train with identical settings and the same initialisation.
+    progress, log: as for `poisoning` (models original and flipped).
     """
     executor = make_executor(executor)
     dev = executor.device(device)
     common = (arch, data, nads, schedule, n_train, dev)
-    original, flipped_acc = executor.map(_flip_job, [False, True], common, dev)
+    monitor = Monitor(2, progress, "model", log, "models")
+    original, flipped_acc = executor.map(_flip_job, [False, True], common, dev, monitor=monitor)
+    monitor.close()
     return {"original_test_acc": original, "flipped_test_acc": flipped_acc}
 
 
@@ -113,5 +138,7 @@ def _flip_job(common, flip: bool) -> float:
         return lambda idx: (xs[split][idx.to(dev)][None], ys[split][idx.to(dev)][None])
 
     # Model 0 in both jobs: the same initialisation, so only the data differ.
-    trained = train_batched([init_model(arch, 0, schedule, 3, 10, 32)], batches("train"), n, schedule, dev)
-    return float(trained.accuracy(batches("test"), len(ys["test"]))[0])
+    tested = []
+    train_batched([init_model(arch, 0, schedule, 3, 10, 32)], batches("train"), n, schedule, dev,
+                  on_epoch=_epoch_metrics(["flipped" if flip else "original"], batches("test"), len(ys["test"]), tested))
+    return float(tested[-1][0])

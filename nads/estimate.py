@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
-from tqdm.auto import tqdm
 
 from .config import PRECISIONS, ParamError
 from .executor import Executor, make_executor
 from .models import check_arch, get_model, probe_model
+from .progress import Log, Monitor, advance
 from .runtime import item_seed, precision, resolve_device
 from .shortcut import FirstLayerShortcut
 
@@ -278,21 +278,20 @@ def shard_moments(common, networks) -> tuple:
     spec, engine = common
     key = (engine.device, engine.networks_per_batch, engine.inputs_per_chunk, engine.shortcut)
     engine = _engine_cache.setdefault(key, engine)
-    return engine.moments(spec, networks)
+    moments = engine.moments(spec, networks)
+    advance(len(networks))
+    return moments
 
 
 def total_moments(spec: Spec, engine: "Engine", n_networks: int, executor: Executor,
-                  progress: bool = False) -> tuple:
+                  progress: bool = False, log: Log | None = None) -> tuple:
     """Moments of networks 0..n-1, summed shard by shard in order (the same
     result whatever the executor and its number of workers)."""
-    bar = tqdm(total=n_networks, desc=f"NADs {spec.arch} ({spec.estimator})", unit="net",
-               disable=not progress, mininterval=2.0)
-    parts = executor.map(shard_moments, shards(n_networks), (spec, engine), engine._dev,
-                         on_done=lambda networks: bar.update(len(networks)))
-    bar.close()
-    halves = parts[0]
-    for p in parts[1:]:
-        halves = (halves[0] + p[0], halves[1] + p[1])
+    monitor = Monitor(n_networks, f"NADs {spec.arch} ({spec.estimator})" if progress else None, "net", log,
+                      f"networks_{spec.estimator}")
+    halves = executor.map(shard_moments, shards(n_networks), (spec, engine), engine._dev, monitor=monitor,
+                          fold=lambda a, b: (a[0] + b[0], a[1] + b[1]))
+    monitor.close()
     return halves
 
 
@@ -334,7 +333,7 @@ def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, es
                   step: float = 100.0, seed: int = 0, device: str = "auto", point: str = "fixed",
                   precision: str = "float32", executor: str | Executor = "local",
                   networks_per_batch: int | None = None, inputs_per_chunk: int | None = None,
-                  progress: bool = False) -> NADResult:
+                  progress: bool = False, log: Log | None = None) -> NADResult:
     """The NADs of `arch` (a registered name or 'package.module:callable').
 
     Returns every eigenvector of the D x D gradient covariance (a complete
@@ -347,6 +346,8 @@ def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, es
     Ray cluster; see nads.executor.RayExecutor for its address), or an
     executor object. Results do not depend on it, beyond float rounding.
     precision: float32 (default), tf32 or bf16 (see nads.runtime.precision).
+    progress: show a progress bar; log(metrics, step): MLflow metrics while it runs
+    (progress/networks_<estimator>/{done,fraction,eta_s}).
     """
     if isinstance(n_networks, bool) or not isinstance(n_networks, int) or n_networks < 2:
         raise ParamError(f"n_networks = {n_networks!r}: must be an integer >= 2")
@@ -355,7 +356,7 @@ def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, es
     engine = Engine(executor.device(device), networks_per_batch, inputs_per_chunk)
     probe(spec)
     t0 = time.perf_counter()
-    halves = total_moments(spec, engine, n_networks, executor, progress)
+    halves = total_moments(spec, engine, n_networks, executor, progress, log)
     seconds = time.perf_counter() - t0
     nads, vals, diagnostics = nads_from_moments(halves, spec)
     timing = {"seconds": seconds, "networks_per_second": n_networks / seconds, "device": str(engine._dev),

@@ -25,12 +25,13 @@ import ctypes
 import functools
 import hashlib
 import os
+import queue
 import signal
 import sys
 import threading
 import time
 import warnings
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
@@ -39,7 +40,9 @@ from typing import Callable, Sequence
 
 import torch
 
+from . import progress, resume
 from .config import DEVICES, EXECUTORS, ParamError, is_device
+from .progress import Monitor
 from .runtime import resolve_device
 
 def cpu_workers() -> int:
@@ -61,30 +64,97 @@ class LocalExecutor:
         return resolve_device(device)
 
     def map(self, fn: Callable, jobs: Sequence, common=None, device: torch.device | str = "cpu",
-            on_done: Callable | None = None) -> list:
-        """[fn(common, job) for job in jobs]; on_done(job) runs here as each job finishes.
+            on_done: Callable | None = None, monitor: Monitor | None = None, fold: Callable | None = None):
+        """[fn(common, job) for job in jobs], or with `fold` its in-order fold
+        fold(...fold(r0, r1)..., r_n-1) (holding only the results not yet folded).
 
-        device: where the jobs compute, as returned by .device()."""
+        device: where the jobs compute, as returned by .device(). on_done(job, result)
+        runs here as each job finishes; `monitor` shows the jobs' progress and
+        records (nads.progress). Inside nads.resume.keep, finished work is kept and reused."""
         workers = self.workers
         if workers is None:
             workers = cpu_workers() if torch.device(device).type == "cpu" else 1
-        workers = min(workers, len(jobs))
-        if workers <= 1:
-            results = []
-            for job in jobs:
-                results.append(fn(common, job))
-                if on_done:
-                    on_done(job)
-            return results
-        return _pool_map(fn, jobs, common, workers, on_done)
+        results = _Results(fn, jobs, common, on_done, monitor, fold)
+        todo = results.todo()
+        if min(workers, len(todo)) <= 1:
+            for i in todo:
+                results.add(i, *_run_job(fn, common, jobs[i], monitor.handle if monitor else None,
+                                         results.training_state(i)))
+        else:
+            _pool_map(fn, jobs, todo, common, min(workers, len(todo)), results, monitor)
+        return results.value()
+
+
+class _Results:
+    """Job results as they finish: kept in job order or folded in order, stored for resume."""
+
+    def __init__(self, fn, jobs, common, on_done, monitor, fold):
+        self.jobs, self.on_done, self.monitor, self.fold = jobs, on_done, monitor, fold
+        self.store = resume.store_for(fn, jobs, common)
+        self.done: dict = {}              # index -> (result, units), not yet folded
+        self.next, self.acc, self.units = 0, None, 0.0   # the fold of jobs 0..next-1, and their units
+        if self.store is not None:
+            if fold is not None:
+                self.next, self.acc, self.units = self.store.prefix()
+            self.done = {i: r for i, r in self.store.jobs().items() if i >= self.next}
+            resumed = self.units + sum(u for _, u in self.done.values())
+            if monitor is not None and resumed:
+                monitor.resumed(resumed)
+            self._fold()
+
+    def todo(self) -> list[int]:
+        return [i for i in range(self.next, len(self.jobs)) if i not in self.done]
+
+    def training_state(self, i: int):
+        return None if self.store is None else self.store.training_state(i)
+
+    def add(self, i: int, result, units: float, events=()) -> None:
+        for event in events if self.monitor else ():   # a Ray task's, replayed
+            self.monitor.handle(event)
+        if self.store is not None:
+            self.store.save_job(i, result, units)
+        self.done[i] = (result, units)
+        if self.on_done:
+            self.on_done(self.jobs[i], result)
+        self._fold()
+
+    def _fold(self) -> None:
+        if self.fold is None or self.next not in self.done:
+            return
+        while self.next in self.done:
+            result, units = self.done.pop(self.next)
+            self.acc = result if self.next == 0 else self.fold(self.acc, result)
+            self.units += units
+            self.next += 1
+        if self.store is not None:
+            self.store.save_prefix(self.next, self.acc, self.units)
+
+    def value(self):
+        if self.fold is not None:
+            return self.acc
+        return [self.done[i][0] for i in range(len(self.jobs))]
+
+
+def _run_job(fn, common, job, sink, state):
+    """(fn(common, job), the progress units it advanced), with its progress and records sent to `sink`."""
+    progress.start_job(sink)
+    resume.start_job(state)
+    try:
+        result = fn(common, job)
+    finally:
+        units = progress.end_job()
+        progress.start_job(None)
+        resume.start_job(None)
+    return result, units
 
 
 _COMMON = None  # in a worker process: what its jobs share (inherited under fork, not copied)
+_EVENTS = None  # in a worker process: the queue its progress events go to (None: no monitor)
 
 
-def _pool_init(common, parent: int) -> None:
-    global _COMMON
-    _COMMON = common
+def _pool_init(common, events, parent: int) -> None:
+    global _COMMON, _EVENTS
+    _COMMON, _EVENTS = common, events
     _die_with(parent)
     # Ctrl-C is the parent's to handle (it stops the pool); terminating sends
     # SIGTERM: die quietly, whatever handler the parent had (Ray's prints a trace).
@@ -120,24 +190,32 @@ def _die_with(parent: int) -> None:
     threading.Thread(target=watch, name="nads-parent-watch", daemon=True).start()
 
 
-def _pool_call(fn, job):
-    return fn(_COMMON, job)
+def _pool_call(fn, job, state):
+    return _run_job(fn, _COMMON, job, None if _EVENTS is None else _EVENTS.put, state)
 
 
-def _pool_map(fn, jobs, common, workers, on_done):
+def _pool_map(fn, jobs, todo, common, workers, results: _Results, monitor):
     # fork, like torch's DataLoader workers (children set one thread): spawn
     # would re-run a caller's script without an `if __name__ == "__main__"` guard.
     context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
+    events = context.Queue() if monitor is not None else None
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_init,
-                               initargs=(common, os.getpid()))
+                               initargs=(common, events, os.getpid()))
+
+    def drain():  # here, in the driver's main thread
+        while events is not None:
+            try:
+                monitor.handle(events.get_nowait())
+            except queue.Empty:
+                return
+
     try:
-        futures = {pool.submit(_pool_call, fn, job): i for i, job in enumerate(jobs)}
-        results = [None] * len(jobs)
-        for future in as_completed(futures):
-            i = futures[future]
-            results[i] = future.result()
-            if on_done:
-                on_done(jobs[i])
+        pending = {pool.submit(_pool_call, fn, jobs[i], results.training_state(i)): i for i in todo}
+        while pending:
+            finished, _ = wait(pending, timeout=progress.FLUSH_S, return_when=FIRST_COMPLETED)
+            drain()
+            for future in finished:
+                results.add(pending.pop(future), *future.result())
     except BrokenProcessPool:
         raise RuntimeError(f"a worker process died (killed by the system, out of memory?) while running "
                            f"{getattr(fn, '__name__', fn)}; nothing was written. Rerun with fewer workers "
@@ -150,7 +228,14 @@ def _pool_map(fn, jobs, common, workers, on_done):
             p.terminate()
         raise
     pool.shutdown()
-    return results
+    # The workers have exited, so all they sent is in the queue (a process flushes its queues on exit).
+    if events is not None:
+        while True:
+            try:
+                monitor.handle(events.get(timeout=0.05))
+            except queue.Empty:
+                break
+        events.close()
 
 
 @dataclass(frozen=True)
@@ -189,8 +274,9 @@ class RayExecutor:
         return torch.device("cpu")
 
     def map(self, fn: Callable, jobs: Sequence, common=None, device: torch.device | str = "cpu",
-            on_done: Callable | None = None) -> list:
-        """As LocalExecutor.map, one Ray task per job."""
+            on_done: Callable | None = None, monitor: Monitor | None = None, fold: Callable | None = None):
+        """As LocalExecutor.map, one Ray task per job (a task's progress and records
+        reach the monitor when its result does; training states are not kept on the nodes)."""
         ray = self._ray()
         gpu = torch.device(device).type == "cuda"
         # Retried: a lost worker, and errors that may pass (RuntimeError covers CUDA
@@ -199,25 +285,23 @@ class RayExecutor:
         # GPU memory and the CUDA context are released with it.
         task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_calls=1 if gpu else 0,
                           max_retries=self.max_retries, retry_exceptions=[RuntimeError, OSError])(_ray_call)
+        results = _Results(fn, jobs, common, on_done, monitor, fold)
         shared = ray.put(common)
         code = fingerprint()
-        pending = {task.remote(fn, shared, job, code): i for i, job in enumerate(jobs)}
-        results = [None] * len(jobs)
+        pending = {task.remote(fn, shared, jobs[i], code): i for i in results.todo()}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
-                    i = pending.pop(ref)
-                    results[i] = ray.get(ref)  # raises once a job has failed max_retries + 1 times
-                    if on_done:
-                        on_done(jobs[i])
+                    # ray.get raises once a job has failed max_retries + 1 times
+                    results.add(pending.pop(ref), *ray.get(ref))
         finally:
             for ref in pending:  # Ctrl-C or a failed job: do not leave the cluster busy
                 try:
                     ray.cancel(ref, force=True)
                 except Exception:  # noqa: BLE001 - never hide the error that got us here
                     pass
-        return results
+        return results.value()
 
 
 def _ray_call(fn, common, job, code: str):
@@ -227,7 +311,9 @@ def _ray_call(fn, common, job, code: str):
     # Ray hands shared numpy arrays over zero-copy, read-only; jobs never write to them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     torch.set_num_threads(1)  # the task's one CPU, whatever OMP_NUM_THREADS says
-    return fn(common, job)
+    events = []
+    result, units = _run_job(fn, common, job, events.append, None)
+    return result, units, events
 
 
 @functools.cache

@@ -7,9 +7,8 @@ import warnings
 import numpy as np
 import torch
 
-from tqdm.auto import tqdm
-
 from .executor import Executor, make_executor
+from .progress import Log, Monitor
 from .synthetic import NoiseBank, directional_samples
 from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
 
@@ -33,7 +32,7 @@ def direction_batches(z: torch.Tensor, y: torch.Tensor, directions: torch.Tensor
 
 def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule, device: str = "auto",
           models_per_batch: int | None = None, executor: str | Executor = "local",
-          progress: str | None = None) -> dict:
+          progress: str | None = None, log: Log | None = None, name: str = "directions") -> dict:
     """Train `arch` on D(v) for every row v of `directions`.
 
     Returns {"test_acc", "train_acc"} arrays (K,) with NaN for a diverged
@@ -41,15 +40,26 @@ def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule
     so results do not depend on how directions are grouped or where the
     groups run (executor 'local': one process per core on a CPU; 'ray': one
     task per group on a Ray cluster).
+
+    progress: the label of a progress bar (None: no bar). log(metrics, step): MLflow
+    metrics while it runs, progress/<name>/{done,fraction,eta_s,running_mean_test_acc}.
     """
     executor = make_executor(executor)
     dev = executor.device(device)
     groups = chunks(len(directions), auto_models_per_batch(dev, models_per_batch))
     directions = np.asarray(directions, dtype=np.float32)
-    bar = tqdm(total=len(directions), desc=progress, unit="dir", disable=progress is None, mininterval=2.0)
-    parts = executor.map(train_group, groups, (arch, bank, directions, schedule, dev), dev,
-                         on_done=lambda ids: bar.update(len(ids)))
-    bar.close()
+    monitor = Monitor(len(directions), progress, "dir", log, name)
+    accuracies = []
+
+    def done(ids, part):
+        accuracies.extend(part["test_acc"])
+        if log is not None:
+            log({f"progress/{name}/running_mean_test_acc": float(np.nanmean(accuracies))}, len(accuracies))
+
+    with warnings.catch_warnings():  # all diverged so far: a NaN running mean
+        warnings.simplefilter("ignore", RuntimeWarning)
+        parts = executor.map(train_group, groups, (arch, bank, directions, schedule, dev), dev, done, monitor)
+    monitor.close()
     out = {"test_acc": np.full(len(directions), np.nan), "train_acc": np.full(len(directions), np.nan)}
     for ids, part in zip(groups, parts):
         for key in out:
@@ -59,7 +69,7 @@ def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule
 
 def sweep_seeds(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule, seeds: int = 1,
                 device: str = "auto", models_per_batch: int | None = None, executor: str | Executor = "local",
-                progress: str | None = None) -> dict:
+                progress: str | None = None, log: Log | None = None) -> dict:
     """`sweep` repeated on `seeds` replicates: replicate r draws its noise bank from
     bank.seed + r and its initialisations and batch order from schedule.seed + r
     (so replicate 0 is the plain sweep, and a run of seed s + r is replicate r of seed s).
@@ -73,7 +83,8 @@ def sweep_seeds(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Sc
     for r in range(seeds):
         label = progress if progress is None or seeds == 1 else f"{progress} seed {r + 1}/{seeds}"
         runs.append(sweep(arch, bank.replicate(r), directions, dataclasses.replace(schedule, seed=schedule.seed + r),
-                          device, models_per_batch, executor, label))
+                          device, models_per_batch, executor, label, log,
+                          "directions" if seeds == 1 else f"directions_seed{r}"))
     if seeds == 1:
         return runs[0]
     test = np.stack([run["test_acc"] for run in runs])

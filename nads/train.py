@@ -13,6 +13,8 @@ CIFAR-10 poisoning (K poisoned training sets).
 from __future__ import annotations
 
 import copy
+import os
+import time
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,7 +24,9 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
 from .config import Schedule
+from . import resume
 from .models import get_model
+from .progress import advance
 from .runtime import item_seed, precision
 
 
@@ -75,40 +79,88 @@ class Trained:
 
 def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedule, device,
                   progress: str | None = None,
-                  on_epoch: Callable[[int, Trained], None] | None = None) -> Trained:
+                  on_epoch: Callable[[int, Trained, dict], None] | None = None) -> Trained:
     """Train `models` (same architecture) as one computation; model k sees batches(idx)[.][k].
 
-    on_epoch(epoch, trained) is called after each epoch with the models as they are
-    then (for per-epoch metrics; it must not modify them)."""
+    Returns the trained models; `diverged` flags any whose loss became
+    non-finite (their parameters are garbage: report NaN, not a number).
+    on_epoch(epoch, trained, stats) is called after each epoch with the models as they are
+    then (for per-epoch metrics; it must not modify them) and stats {"train_loss",
+    "train_acc"}: (K,) tensors, the mean loss and accuracy over the epoch's batches.
+
+    Progress: K models per full run, reported to nads.progress step by step. Inside
+    a resumable job (nads.resume) the training state is saved every
+    resume.checkpoint_seconds() and a rerun continues from it, with the same result."""
     models = [m.to(device).train() for m in models]
     params, buffers = stack_module_state(models)
     skeleton = copy.deepcopy(models[0]).to("meta").train()
 
     def losses_fn(p, b, x, y):
         logits = stacked_forward(skeleton, p, b, x)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+        losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape).mean(1)
+        return losses, logits
 
     k = len(models)
-    momentum = {} if schedule.momentum else None
     total = schedule.epochs * schedule.steps_per_epoch(n_train)
-    diverged = torch.zeros(k, dtype=torch.bool, device=device)
-    bar = tqdm(total=total, desc=progress, unit="step", disable=progress is None, mininterval=2.0)
-    step = 0
-    for epoch in range(schedule.epochs):
+    state = {"epoch": 0, "step": 0, "params": params, "buffers": buffers,
+             "momentum": {} if schedule.momentum else None,
+             "diverged": torch.zeros(k, dtype=torch.bool, device=device)}
+    state_file = resume.training_state()
+    if state_file is not None and state_file.exists():
+        state = _load_state(state_file, state, device)
+        advance(k * state["step"] / total)
+    params, buffers, momentum, diverged = (state[n] for n in ("params", "buffers", "momentum", "diverged"))
+    bar = tqdm(total=total, initial=state["step"], desc=progress, unit="step", disable=progress is None,
+               mininterval=2.0)
+    step, saved_at = state["step"], time.monotonic()
+    for epoch in range(state["epoch"], schedule.epochs):
+        loss_sum = torch.zeros(k, device=device)
+        correct = torch.zeros(k, device=device)
+        seen = batches_seen = 0
         for idx in batch_order(schedule, epoch, n_train).split(schedule.batch_size):
             x, y = batches(idx)
             with precision(schedule.precision, device):
-                losses = losses_fn(params, buffers, x, y)
+                losses, logits = losses_fn(params, buffers, x, y)
                 grads = torch.autograd.grad(losses.sum(), list(params.values()))
             with torch.no_grad():
                 diverged |= ~torch.isfinite(losses)
+                loss_sum += losses.float()
+                correct += (logits.argmax(-1) == y).sum(1)
                 _sgd_step(params, grads, momentum, schedule, schedule.lr_at(step, total), k)
             step += 1
+            seen += len(idx)
+            batches_seen += 1
             bar.update()
+            advance(k / total)
         if on_epoch is not None:
-            on_epoch(epoch, _trained(params, buffers, skeleton, diverged, schedule.precision))
+            on_epoch(epoch, _trained(params, buffers, skeleton, diverged, schedule.precision),
+                     {"train_loss": loss_sum / batches_seen, "train_acc": correct / seen})
+        if state_file is not None and epoch + 1 < schedule.epochs and \
+                time.monotonic() - saved_at >= resume.checkpoint_seconds():
+            _save_state(state_file, {**state, "epoch": epoch + 1, "step": step})
+            saved_at = time.monotonic()
     bar.close()
     return _trained(params, buffers, skeleton, diverged, schedule.precision)
+
+
+def _save_state(path, state: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def _load_state(path, fresh: dict, device) -> dict:
+    """The saved state if it fits this run (same tensors), else the fresh one."""
+    try:
+        saved = torch.load(path, map_location=device, weights_only=True)
+        same = lambda a, b: a.keys() == b.keys() and all(a[n].shape == b[n].shape for n in a)  # noqa: E731
+        if not (same(saved["params"], fresh["params"]) and same(saved["buffers"], fresh["buffers"])):
+            return fresh
+    except Exception:  # noqa: BLE001 - unreadable: start over, never trust it
+        return fresh
+    for p in saved["params"].values():
+        p.requires_grad_(True)
+    return saved
 
 
 @torch.no_grad()

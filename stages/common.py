@@ -6,6 +6,8 @@ output into staging folders; they replace the old outputs together when it
 returns; then the metrics and figures are logged to MLflow. Bad input ends the
 program with one line on stderr and exit status 2; Ctrl-C or SIGTERM ends it
 with status 130, the previous outputs in place and the MLflow run KILLED.
+Finished jobs are kept in .nads/partial/<stage> until the outputs are in place,
+so a rerun after an interruption continues where it stopped (nads/resume.py).
 """
 from __future__ import annotations
 
@@ -17,16 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from nads import config, files, tracking
+from nads import config, files, resume, tracking
 from nads.executor import make_executor
 from nads.models import probe_model
+
+
+PARTIAL = Path(".nads/partial")   # resumable work of interrupted stages (not a DVC output)
 
 
 class Stage:
     """One stage execution: its params, where its outputs go, what it will log."""
 
-    def __init__(self, name: str, params: config.Params, outputs: files.OutputSet):
+    def __init__(self, name: str, params: config.Params, outputs: files.OutputSet, run: tracking.StageRun):
         self.params = params
+        self.run = run
         self.cfg = params.sections.get(name)   # the stage's own section (None for the report)
         self._outputs = outputs
         self._log: list = []
@@ -46,6 +52,10 @@ class Stage:
         MLflow once the outputs are in place."""
         files.write_json(metrics_path, metrics)
         self._log.append((metrics, [metrics_path, *artifacts]))
+
+    def log_step(self, metrics: dict, step: int) -> None:
+        """Step metrics while the stage runs (progress, per-epoch accuracies): to MLflow at once."""
+        self.run.log_metrics(metrics, step)
 
     def log(self, metrics: dict) -> None:
         """Metrics for MLflow only (timings: not a function of params and code)."""
@@ -80,8 +90,8 @@ def stage(name: str, label: str | None = None, all_params: bool = False, **logge
         own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
         logged = {**own, **logged, "executor": params.executor, "device": params.device}
         with tracking.stage_run(name, logged, params.profile, label) as run:
-            with files.OutputSet(label) as outputs:
-                st = Stage(name, params, outputs)
+            with resume.keep(PARTIAL / label), files.OutputSet(label) as outputs:
+                st = Stage(name, params, outputs, run)
                 yield st
             st.log_to(run)  # after the outputs are in place: a lost store cannot cost them
     except (config.InputError, FileNotFoundError) as e:  # bad input, or an upstream output missing

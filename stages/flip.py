@@ -14,7 +14,8 @@ def main(arch: str) -> None:
         check_model(arch, 3, 10, 32, "flip")
         nads, _ = load_nads(arch)
         result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, st.params.device,
-                         st.executor)
+                         st.executor,
+                         progress=f"flip {arch}", log=st.log_step)
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]
         out = st.folder(Path("results/flip") / arch)
         plots.bars({"original": result["original_test_acc"], "flipped NAD basis": result["flipped_test_acc"]},

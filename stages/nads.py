@@ -18,7 +18,7 @@ def main(arch: str) -> None:
         out = st.folder(Path("results/nads") / arch)
         common = dict(arch=arch, input_shape=cfg.input_shape, n_networks=cfg.n_networks,
                       step=cfg.step, seed=cfg.seed, device=st.params.device, precision=cfg.precision,
-                      executor=st.executor)
+                      executor=st.executor, log=st.log_step)
         result = estimate_nads(estimator=cfg.estimator, progress=True, **common)
         metrics = dict(result.diagnostics)
         rank = metrics["rank"]

@@ -16,7 +16,8 @@ def main(arch: str) -> None:
         data = Cifar10.load("data/cifar10")
         out = st.folder(Path("results/poison") / arch)
         rows = poisoning(arch, data, nads, cfg.nad_indices, cfg.epsilon, cfg.schedule(), cfg.n_train,
-                         st.params.device, st.params.models_per_batch or None, st.executor)
+                         st.params.device, st.params.models_per_batch or None, st.executor,
+                         progress=f"poison {arch}", log=st.log_step)
         files.write_csv(out / "results.csv", {k: [r[k] for r in rows] for k in rows[0]})
         clean, poisoned = rows[0], rows[1:]
         metrics = {"clean_baseline_test_acc": clean["clean_test_acc"],

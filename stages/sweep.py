@@ -34,7 +34,8 @@ def main(arch: str, family: str) -> None:
                                         f"(indices 0..{len(nads) - 1})")
             directions, columns = nads[indices], {"index": indices, "eigenvalue": vals[indices]}
         acc = sweep_seeds(arch, bank, directions, cfg.schedule(), seeds, st.params.device,
-                          st.params.models_per_batch or None, st.executor, progress=f"sweep {arch} {family}")
+                          st.params.models_per_batch or None, st.executor, progress=f"sweep {arch} {family}",
+                          log=st.log_step)
         files.write_csv(out / "accuracy.csv", {**columns, **acc})
 
         test = acc["test_acc"]

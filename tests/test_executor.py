@@ -34,7 +34,7 @@ def raises_on_2(common, job):
 def test_results_come_back_in_job_order_with_the_shared_data(workers):
     done = []
     common = {"scale": 3, "big": np.zeros(10**6)}
-    out = LocalExecutor(workers).map(scaled, list(range(7)), common, "cpu", on_done=done.append)
+    out = LocalExecutor(workers).map(scaled, list(range(7)), common, "cpu", on_done=lambda job, result: done.append(job))
     assert [r for r, _ in out] == [3 * j for j in range(7)]
     assert sorted(done) == list(range(7))
     pids = {pid for _, pid in out}

@@ -135,7 +135,7 @@ def epochs() -> None:
         v = torch.from_numpy(ref.nads[[i]].astype(np.float32))
         test, per_epoch = direction_batches(zt, yt, v, bank), []
         train_batched([init_model("lenet", i, schedule, 1, 2, 32)], direction_batches(z, y, v, bank), len(z),
-                      schedule, "cpu", on_epoch=lambda e, t: per_epoch.append(float(t.accuracy(test, len(zt))[0])))
+                      schedule, "cpu", on_epoch=lambda e, t, stats: per_epoch.append(float(t.accuracy(test, len(zt))[0])))
         c = np.array(per_epoch)
         print(f"u{i}: published {pub[i]:.3f}, last epoch {c[-1]:.3f}, best epoch {c.max():.3f} (epoch {c.argmax()})",
               flush=True)
