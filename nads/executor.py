@@ -93,6 +93,7 @@ class _Results:
         self.store = resume.store_for(fn, jobs, common)
         self.done: dict = {}              # index -> (result, units), not yet folded
         self.next, self.acc, self.units = 0, None, 0.0   # the fold of jobs 0..next-1, and their units
+        self.saved_at = time.monotonic()
         if self.store is not None:
             if fold is not None:
                 self.next, self.acc, self.units = self.store.prefix()
@@ -111,7 +112,7 @@ class _Results:
     def add(self, i: int, result, units: float, events=()) -> None:
         for event in events if self.monitor else ():   # a Ray task's, replayed
             self.monitor.handle(event)
-        if self.store is not None:
+        if self.store is not None and self.fold is None:  # (a fold is kept as its prefix)
             self.store.save_job(i, result, units)
         self.done[i] = (result, units)
         if self.on_done:
@@ -126,8 +127,11 @@ class _Results:
             self.acc = result if self.next == 0 else self.fold(self.acc, result)
             self.units += units
             self.next += 1
-        if self.store is not None:
+        # Every resume.checkpoint_seconds(): a fold's results can be large (NAD moments,
+        # 16 MB a shard for 32x32 inputs) and come many times a second.
+        if self.store is not None and time.monotonic() - self.saved_at >= resume.checkpoint_seconds():
             self.store.save_prefix(self.next, self.acc, self.units)
+            self.saved_at = time.monotonic()
 
     def value(self):
         if self.fold is not None:

@@ -65,7 +65,9 @@ class Monitor:
     MLflow metrics progress/<name>/{done,fraction,eta_s} every LOG_EVERY_S, plus the jobs' records."""
 
     def __init__(self, total: float, desc: str | None, unit: str, log: Log | None = None, name: str = "work"):
-        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=desc is None, mininterval=2.0)
+        # {n:.4g}: jobs advance by fractions (a model per training step), shown rounded
+        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=desc is None, mininterval=2.0, delay=0.5,
+                        bar_format="{l_bar}{bar}| {n:.4g}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]")
         self.total, self.done, self.log, self.name = total, 0.0, log, name
         self.started = time.monotonic()
         self.logged_at = -LOG_EVERY_S
@@ -78,8 +80,9 @@ class Monitor:
 
     def handle(self, event: tuple) -> None:
         if event[0] == "advance":
-            self.done += event[1]
-            self.bar.update(event[1])
+            step = min(event[1], self.total - self.done)  # (float sums can overshoot the total)
+            self.done += step
+            self.bar.update(step)
             self._log_progress()
         elif self.log is not None:
             self.log(event[1], event[2])

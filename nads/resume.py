@@ -1,14 +1,14 @@
 """Resuming interrupted work: finished jobs and training states, kept on disk until the stage finishes.
 
 A stage runs inside `keep(folder)`. Every executor map in it then stores each
-finished job's result (or, for a folded map, the in-order fold of the jobs done
-so far) under folder/<key>, where the key hashes everything that determines
+finished job's result (for a folded map, every CHECKPOINT_S seconds, the in-order
+fold of the jobs done so far) under folder/<key>, where the key hashes everything that determines
 the results: the job function, its jobs, the data they share (params, inputs,
 device) and the nads source code and torch version. A rerun after Ctrl-C,
 kill -9 or a lost node finds the same key and computes only what is missing; a
 change in any of those gives another key, so stale work is never reused.
 Training jobs also keep their models, optimiser state and epoch
-(`training_state`) every CHECKPOINT_S seconds. The stage removes the folder
+(`training_state`) every CHECKPOINT_S seconds (NADS_CHECKPOINT_S). The stage removes the folder
 once its outputs are in place. Results are bit-identical to an uninterrupted
 run: job results are stored exactly, training resumes exactly where it was.
 """
@@ -27,7 +27,8 @@ _trainings = 0                     # training runs started by the current job
 
 
 def checkpoint_seconds() -> float:
-    """How often a training job saves its state (NADS_CHECKPOINT_S, default 60 s; 0: every epoch)."""
+    """How often a training job saves its state, and a folded map its fold
+    (NADS_CHECKPOINT_S, default 60 s; 0: every epoch, every job)."""
     return float(os.environ.get("NADS_CHECKPOINT_S", "60"))
 
 

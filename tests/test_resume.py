@@ -3,6 +3,7 @@ never reused when what determines them changed; a stage killed with SIGKILL and 
 gives the bytes of an uninterrupted run."""
 import hashlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def calls() -> list:
 
 @pytest.mark.parametrize("fold", [None, lambda a, b: a + b], ids=["map", "fold"])
 def test_an_interrupted_map_reruns_only_the_jobs_it_had_not_finished(tmp_path, monkeypatch, fold):
+    monkeypatch.setenv("NADS_CHECKPOINT_S", "0")  # a fold is kept after every job
     monkeypatch.setattr(sys.modules[__name__], "CALLS", tmp_path / "calls")
     keep = tmp_path / "partial"
 
@@ -118,6 +120,7 @@ def test_a_stage_killed_mid_run_resumes_and_writes_the_bytes_of_an_uninterrupted
     workers) once a third of its shards are stored; rerun: same bytes, less time."""
     repo = built_copy
     repo.set_params(nads={"n_networks": 64 * 40, "compare_autograd": False})
+    repo.env["NADS_CHECKPOINT_S"] = "1"
     out = repo.path / "results/nads/logreg"
     cmd = [sys.executable, "-m", "stages.nads", "logreg"]
 
@@ -139,11 +142,14 @@ def test_a_stage_killed_mid_run_resumes_and_writes_the_bytes_of_an_uninterrupted
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert stored >= 40 // 3
+    stored = resume._load(next(partial.glob("*/prefix.pkl")))[0]  # (more may have been stored meanwhile)
+    assert 40 // 3 <= stored < 40
     t0 = time.perf_counter()
     rerun = subprocess.run(cmd, cwd=repo.path, env=repo.env, check=True, capture_output=True, text=True)
     rerun_s = time.perf_counter() - t0
     assert {f: digest(out / f) for f in whole} == whole
+    first = next(line for line in re.split("[\r\n]", rerun.stderr) if line.startswith("NADs logreg"))
+    assert f" {64 * stored}/2560 " in first  # its progress bar starts at the stored work
     assert not partial.exists()  # cleaned up once the outputs were in place
     print(f"\nnads@logreg, 2560 networks: whole run {whole_s:.1f} s; killed after {stored}/40 shards, "
           f"rerun {rerun_s:.1f} s (saved {whole_s - rerun_s:.1f} s)")
