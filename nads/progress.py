@@ -69,14 +69,17 @@ class Monitor:
         self.bar = tqdm(total=total, desc=desc, unit=unit, disable=desc is None, mininterval=2.0, delay=0.5,
                         bar_format="{l_bar}{bar}| {n:.4g}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]")
         self.total, self.done, self.log, self.name = total, 0.0, log, name
+        self.resumed_units = 0.0
         self.started = time.monotonic()
         self.logged_at = -LOG_EVERY_S
 
     def resumed(self, units: float) -> None:
         """Work done by an earlier, interrupted run: counted as done, not in the rate."""
         self.done += units
-        self.bar.initial = self.bar.n = self.done
-        self.bar.refresh()
+        self.resumed_units += units
+        if not self.bar.disable:
+            self.bar.initial = self.bar.n = self.done
+            self.bar.refresh()
 
     def handle(self, event: tuple) -> None:
         if event[0] == "advance":
@@ -93,7 +96,7 @@ class Monitor:
             return
         self.logged_at = now
         done = min(self.done, self.total)
-        rate = (done - self.bar.initial) / max(now - self.started, 1e-9)
+        rate = (done - self.resumed_units) / max(now - self.started, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         self.log({f"progress/{self.name}/done": done, f"progress/{self.name}/fraction": done / max(self.total, 1e-9),
                   f"progress/{self.name}/eta_s": eta}, int(round(done)))

@@ -104,3 +104,19 @@ def test_workers_die_with_a_driver_killed_by_sigkill():
         except ProcessLookupError:
             pass
         driver.stdout.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_jobs_progress_and_records_reach_the_drivers_monitor(workers):
+    from nads.progress import Monitor
+    from toy_models import reporting_job
+
+    logged = []
+    monitor = Monitor(5, None, "job", log=lambda metrics, step: logged.append((metrics, step)), name="toy")
+    assert LocalExecutor(workers).map(reporting_job, list(range(5)), 10, "cpu", monitor=monitor) == list(range(5))
+    monitor.close()
+    assert monitor.done == 5
+    records = sorted([(m, s) for m, s in logged if not any(k.startswith("progress/") for k in m)], key=lambda r: r[1])
+    assert records == [({f"job{j}/value": 10 * j}, j) for j in range(5)]
+    assert logged[-1] == ({"progress/toy/done": 5, "progress/toy/fraction": 1.0,
+                           "progress/toy/eta_s": 0.0}, 5)

@@ -137,6 +137,19 @@ def test_cli_with_executor_ray_joins_the_cluster_and_gives_the_local_result(clus
 def test_a_worker_running_other_code_refuses_the_task():
     from nads.executor import _ray_call, fingerprint
 
-    assert _ray_call(lambda common, job: common + job, 1, 2, fingerprint()) == 3
+    assert _ray_call(lambda common, job: common + job, 1, 2, fingerprint()) == (3, 0.0, [])  # result, units, events
     with pytest.raises(ParamError, match="runs other nads code or another torch version than the driver"):
         _ray_call(lambda common, job: common + job, 1, 2, "0" * 64)
+
+
+def test_a_tasks_progress_and_records_reach_the_drivers_monitor(cluster):
+    from nads.progress import Monitor
+    from toy_models import reporting_job
+
+    logged = []
+    monitor = Monitor(4, None, "job", log=lambda metrics, step: logged.append((metrics, step)), name="toy")
+    assert RayExecutor().map(reporting_job, list(range(4)), 10, "cpu", monitor=monitor) == list(range(4))
+    monitor.close()
+    assert monitor.done == 4
+    records = [(m, s) for m, s in logged if not any(k.startswith("progress/") for k in m)]
+    assert sorted(records, key=lambda r: r[1]) == [({f"job{j}/value": 10 * j}, j) for j in range(4)]

@@ -129,3 +129,13 @@ def raises_when_built(in_channels, num_classes, input_size):
 
 def one_channel_only(in_channels, num_classes, input_size):
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * input_size ** 2, num_classes))
+
+
+def reporting_job(common, job):
+    """A job that reports its progress in two halves and one step metric (executor tests)."""
+    from nads.progress import advance, record
+
+    advance(0.5)
+    record({f"job{job}/value": common * job}, job)
+    advance(0.5)
+    return job
