@@ -49,11 +49,16 @@ def spectrum(eigenvalues, path, title: str = "", rank: int | None = None) -> Non
     fig, ax = plt.subplots(figsize=(5, 3.2))
     shown = vals[: rank or len(vals)]
     ax.semilogy(np.arange(len(shown)), np.clip(shown, 1e-300, None), lw=1.5)
-    ax.set_xlabel("NAD index i")
-    ax.set_ylabel("eigenvalue $\\lambda_i$")
-    ax.grid(alpha=0.3, which="both")
-    ax.set_title(title, fontsize=9)
+    _label(ax, "NAD index i", "eigenvalue $\\lambda_i$", title, which="both")
     save(fig, path)
+
+
+def _label(ax, xlabel: str, ylabel: str, title: str, which: str = "major") -> None:
+    """The house style of a line plot: axis labels, a light grid, a small title."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3, which=which)
+    ax.set_title(title, fontsize=9)
 
 
 def centred_grid(freqs, accuracy, shape, stride: int) -> np.ndarray:
@@ -129,11 +134,8 @@ def spectra(named: dict, path, title: str = "") -> None:
         vals = np.asarray(vals, dtype=np.float64)
         ax.plot(np.arange(len(vals)), vals / vals[0], label=label, lw=1.2)
     ax.set_yscale("log")
-    ax.set_xlabel("NAD index i")
-    ax.set_ylabel("$\\lambda_i / \\lambda_0$")
     ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    _label(ax, "NAD index i", "$\\lambda_i / \\lambda_0$", title)
     save(fig, path)
 
 
@@ -161,10 +163,7 @@ def _accuracy_by_index(ax, title: str) -> None:
     ax.set_xscale("symlog", linthresh=1)
     ax.set_ylim(0.45, 1.02)
     ax.axhline(0.5, color="k", ls=":", lw=1)
-    ax.set_xlabel("NAD index i")
-    ax.set_ylabel("test accuracy on D($u_i$)")
-    ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=9)
+    _label(ax, "NAD index i", "test accuracy on D($u_i$)", title)
 
 
 def nad_curve(indices, accuracy, eigenvalues, path, title: str = "", spread=None) -> None:
@@ -202,11 +201,8 @@ def poison_curve(indices, accuracy, baseline: float, path, title: str = "") -> N
     ax.plot(indices, accuracy, "o-", label="carrier on NAD k")
     ax.axhline(baseline, color="k", ls="--", lw=1, label="clean training set")
     ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("NAD index k of the carrier")
-    ax.set_ylabel("clean test accuracy")
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=9)
+    _label(ax, "NAD index k of the carrier", "clean test accuracy", title)
     save(fig, path)
 
 
