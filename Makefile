@@ -48,5 +48,11 @@ profile-quick profile-paper profile-paper-cpu: profile-%:
 	cp profiles/$*.yaml params.yaml
 	@echo "params.yaml is now the $* profile; 'dvc params diff' shows what changed"
 
+# The runs of experiment nads in MLflow's UI (make ui UI_PORT=5001: another port). Open the
+# printed address: MLflow 3's UI opens an experiment in its GenAI (traces) view otherwise.
+# One local user: one worker, no telemetry, no GenAI job runner (it starts 8 more processes).
+UI_PORT ?= 5000
 ui: $(STAMP)
-	mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+	@echo "MLflow UI, the runs of experiment nads: $$(python -m nads.tracking ui-url $(UI_PORT))"
+	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
+	  mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port $(UI_PORT) --workers 1

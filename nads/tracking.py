@@ -14,6 +14,7 @@ was killed outright (kill -9) is marked KILLED by the next stage that starts.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -35,6 +36,10 @@ os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 EXPERIMENT = "nads"
+# MLflow 3's UI shows an experiment as a GenAI app (traces) or as model training (runs). This
+# tag records that `nads` is model training; the UI 3.17 itself follows its own sidebar switch
+# (kept in the browser) unless the URL says `workflowType=machine_learning`, as ui_url's does.
+KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 
 
 def repo_root() -> Path:
@@ -102,9 +107,25 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 def _experiment_id(mlflow, artifact_location: str | None) -> str:
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
-    if exp is not None:
-        return exp.experiment_id
-    return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location)
+    if exp is None:
+        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: KIND})
+    if KIND_TAG not in exp.tags:  # made by an earlier version of this module
+        mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
+    return exp.experiment_id
+
+
+def ui_url(db: Path, host: str = "127.0.0.1", port: int = 5000) -> str:
+    """The address of experiment `nads`'s runs table in `mlflow ui` on the SQLite store `db`
+    (the experiment list until a stage has created the experiment)."""
+    import sqlite3
+
+    base, ml = f"http://{host}:{port}/#/experiments", "?workflowType=machine_learning"
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
+    except sqlite3.Error:  # no store yet
+        row = None
+    return f"{base}/{row[0]}/runs{ml}" if row else base + ml
 
 
 class StageRun:
@@ -197,3 +218,9 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         run.end("FAILED")
         raise
     run.end("FINISHED")
+
+
+if __name__ == "__main__":  # make ui: where to point the browser
+    if sys.argv[1:2] != ["ui-url"]:
+        sys.exit("usage: python -m nads.tracking ui-url [PORT]")
+    print(ui_url(repo_root() / "mlflow.db", port=int(sys.argv[2]) if len(sys.argv) > 2 else 5000))
