@@ -11,11 +11,15 @@ before any compute (one line naming the URI if it cannot take a run), and a
 store lost mid-run only loses the log (a warning), never the stage's outputs.
 A run ends FINISHED, FAILED, or KILLED (Ctrl-C, SIGTERM); a run whose process
 was killed outright (kill -9) is marked KILLED by the next stage that starts.
+
+Run as a DVC stage, a run also records the data it read (its deps that are not
+code) as MLflow dataset inputs, each with its DVC hash as digest.
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,6 +27,8 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+
+import yaml
 
 from .config import InputError
 from .files import pid_alive
@@ -128,6 +134,73 @@ def ui_url(db: Path, host: str = "127.0.0.1", port: int = 5000) -> str:
     return f"{base}/{row[0]}/runs{ml}" if row else base + ml
 
 
+def _dvc_hash(path: Path, root: Path) -> str:
+    """DVC's hash of `path` as `dvc repro` records it (md5; a folder's ends in .dir)."""
+    from dvc.fs import LocalFileSystem
+    from dvc.ignore import DvcIgnoreFilter
+    from dvc_data.hashfile.build import build
+    from dvc_data.hashfile.db import HashFileDB
+    from dvc_objects.fs.memory import MemoryFileSystem
+
+    fs = LocalFileSystem()
+    _, _, obj = build(HashFileDB(MemoryFileSystem(), "/"), str(path), fs, "md5",
+                      ignore=DvcIgnoreFilter(fs, str(root)), dry_run=True)
+    return obj.hash_info.value
+
+
+def _same_size(path: Path, out: dict) -> bool:
+    """Whether `path` still has the size (and file count) dvc.lock recorded for it."""
+    if path.is_file():
+        return out.get("size") in (None, path.stat().st_size)
+    found = [f.stat().st_size for f in path.rglob("*") if f.is_file()]
+    return out.get("size") in (None, sum(found)) and out.get("nfiles") in (None, len(found))
+
+
+def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
+    """(path, DVC hash, stage that wrote it) of each data dep of dvc.yaml's `stage` (e.g.
+    `nads@lenet`) in the workspace `root`; code (*.py) is left out.
+
+    The hash is the one dvc.lock holds for the upstream stage's out, which `dvc repro` has
+    just written or checked; a dep that is no stage's out (a folder of several stages' outs)
+    or whose size no longer matches is hashed here as DVC does."""
+    def load(name: str) -> dict:
+        return yaml.load((root / name).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+
+    if not (root / "dvc.yaml").exists():  # a stage with a wdir of its own: not handled
+        return []
+    stages = load("dvc.yaml")["stages"]
+    lock = load("dvc.lock") if (root / "dvc.lock").exists() else {}
+    base, _, key = stage.partition("@")
+    spec = stages[base]
+
+    def where(name: str, path: str) -> str:  # dvc.yaml and dvc.lock paths are relative to wdir
+        return os.path.normpath(os.path.join(stages[name.partition("@")[0]].get("wdir", "."), path))
+
+    def resolve(path: str) -> str:  # ${item.arch} of a one-key matrix, ${item}/${key} of a foreach
+        if key:
+            item = {f"item.{k}": key for k in spec.get("matrix", {})} if len(spec.get("matrix", {})) == 1 else {}
+            item.update({"item": key, "key": key} if "foreach" in spec else {})
+            path = re.sub(r"\$\{\s*([\w.]+)\s*\}", lambda m: item.get(m.group(1), m.group(0)), path)
+        return where(base, path)
+
+    produced = {}
+    for name, entry in (lock.get("stages") or {}).items():
+        if name.partition("@")[0] in stages:
+            for out in entry.get("outs", []):
+                produced[where(name, out["path"])] = (name, out)
+    inputs = []
+    for dep in (resolve(d) for d in spec.get("deps", []) if isinstance(d, str)):
+        path = root / dep
+        if dep.endswith(".py") or "${" in dep or not path.exists():
+            continue
+        name, out = produced.get(dep, (None, {}))
+        if out.get("md5") and _same_size(path, out):
+            inputs.append((dep, out["md5"], name))
+        else:
+            inputs.append((dep, _dvc_hash(path, root), name))
+    return inputs
+
+
 class StageRun:
     """The MLflow run of one stage execution. Logging never fails the stage: if the
     store goes away mid-run, one warning says so and the rest of the log is dropped."""
@@ -160,6 +233,16 @@ class StageRun:
                 self._try(self._mlflow.log_artifacts, str(p), artifact_path=subdir)
             elif p.is_file():
                 self._try(self._mlflow.log_artifact, str(p), artifact_path=subdir)
+
+    def log_inputs(self, inputs) -> None:
+        """Each (path, DVC hash, producing stage) as a dataset input: the runs table's Dataset column."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+
+        for path, digest, producer in inputs:
+            dataset = MetaDataset(LocalArtifactDatasetSource(Path(path).absolute().as_uri()), name=path,
+                                  digest=digest)
+            self._try(self._mlflow.log_input, dataset, tags={"dvc_stage": producer} if producer else None)
 
     def end(self, status: str) -> None:
         self._try(self._mlflow.end_run, status)
@@ -208,8 +291,16 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
     except Exception as e:  # noqa: BLE001 - the store passed check_store but still refuses: say so in one line
         raise StoreError(f"MLflow tracking store {uri}: cannot start a run ({type(e).__name__}: "
                          f"{(str(e).strip().splitlines() or [''])[0][:200]})") from None
-    run._try(mlflow.log_params, {k: str(v) for k, v in flatten(params).items()})
     try:
+        run._try(mlflow.log_params, {k: str(v) for k, v in flatten(params).items()})
+        if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:  # a stage of ./dvc.yaml
+            try:
+                inputs = data_inputs(Path.cwd(), os.environ["DVC_STAGE"])  # (cwd: the stage's workspace)
+            except Exception as e:  # noqa: BLE001 - the log of the inputs, never the stage
+                inputs = []
+                print(f"warning: {name}: could not list its data inputs ({type(e).__name__}: {e}); "
+                      "its MLflow run shows none", file=sys.stderr)
+            run.log_inputs(inputs)
         yield run
     except KeyboardInterrupt:
         run.end("KILLED")

@@ -1,5 +1,9 @@
+import hashlib
+import json
+
 import mlflow
 import pytest
+import yaml
 
 from nads import tracking
 
@@ -69,3 +73,59 @@ def test_experiment_opens_as_model_training_and_make_ui_points_at_its_runs(tmp_p
     new = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}").get_experiment_by_name("nads")
     assert new.tags == {tracking.KIND_TAG: "custom_model_development"}
 
+
+def _write_yaml(path, data):
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def test_data_inputs_are_the_deps_that_are_not_code_with_their_dvc_hashes(tmp_path):
+    (tmp_path / "data" / "bank").mkdir(parents=True)
+    (tmp_path / "data" / "bank" / "x.npy").write_bytes(b"bank")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "a.npy").write_bytes(b"nads of a")
+    (tmp_path / "out" / "b.npy").write_bytes(b"nads of b")
+    (tmp_path / "stage.py").write_text("")
+    _write_yaml(tmp_path / "dvc.yaml", {"stages": {
+        "bank": {"cmd": "x", "outs": ["data/bank"]},
+        "nads": {"matrix": {"arch": ["a", "b"]}, "cmd": "x", "outs": ["out/${item.arch}.npy"]},
+        "sweep": {"matrix": {"arch": ["a", "b"]}, "cmd": "x",
+                  "deps": ["stage.py", "data/bank", "out/${item.arch}.npy", "missing.npy"]},
+        "report": {"cmd": "x", "deps": ["stage.py", "out"]}}})
+    _write_yaml(tmp_path / "dvc.lock", {"schema": "2.0", "stages": {
+        "bank": {"cmd": "x", "outs": [{"path": "data/bank", "hash": "md5", "md5": "0123abcd.dir",
+                                       "size": 4, "nfiles": 1}]},
+        "nads@a": {"cmd": "x", "outs": [{"path": "out/a.npy", "hash": "md5", "md5": "aaaa", "size": 9}]},
+        "nads@b": {"cmd": "x", "outs": [{"path": "out/b.npy", "hash": "md5", "md5": "bbbb", "size": 3}]}}})
+    # As dvc.lock records the upstream outs (the sizes agree)...
+    assert tracking.data_inputs(tmp_path, "sweep@a") == [("data/bank", "0123abcd.dir", "bank"),
+                                                         ("out/a.npy", "aaaa", "nads@a")]
+    # ...hashed here, as DVC hashes a file, where the bytes are not the recorded ones...
+    assert tracking.data_inputs(tmp_path, "sweep@b")[1] == ("out/b.npy", hashlib.md5(b"nads of b").hexdigest(),
+                                                            "nads@b")
+    # ...and a folder that is no stage's out, as DVC hashes a folder (the .dir object's md5).
+    listing = json.dumps(sorted([{"md5": hashlib.md5(b"nads of a").hexdigest(), "relpath": "a.npy"},
+                                 {"md5": hashlib.md5(b"nads of b").hexdigest(), "relpath": "b.npy"}],
+                                key=lambda e: e["relpath"]), sort_keys=True)
+    assert tracking.data_inputs(tmp_path, "report") == [("out", hashlib.md5(listing.encode()).hexdigest() + ".dir",
+                                                         None)]
+
+
+def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_recorded(built):
+    repo = built[0]
+    lock = yaml.safe_load((repo.path / "dvc.lock").read_text())["stages"]
+    client = mlflow.MlflowClient(repo.tracking_uri())
+    runs = {}
+    for run in client.search_runs([client.get_experiment_by_name("nads").experiment_id],
+                                  order_by=["attributes.start_time ASC"]):
+        runs[run.info.run_name] = run  # the latest of each stage
+    assert {"sweep-fourier@lenet", "sweep-nad@lenet", "poison@lenet", "report"} <= set(runs)
+    for name, run in runs.items():
+        logged = {(i.dataset.name, i.dataset.digest) for i in run.inputs.dataset_inputs}
+        recorded = {(d["path"], d["md5"]) for d in lock[name].get("deps", []) if not d["path"].endswith(".py")}
+        assert logged == recorded, name
+    bank = next(o["md5"] for o in lock["synthetic"]["outs"] if o["path"] == "data/synthetic")
+    [fourier] = runs["sweep-fourier@lenet"].inputs.dataset_inputs
+    assert (fourier.dataset.name, fourier.dataset.digest) == ("data/synthetic", bank)
+    assert {t.key: t.value for t in fourier.tags} == {"dvc_stage": "synthetic"}
+    assert json.loads(fourier.dataset.source) == {"uri": (repo.path / "data/synthetic").as_uri()}
+    assert len(runs["report"].inputs.dataset_inputs) == 5  # results/nads, sweep, poison, flip, compare
