@@ -13,11 +13,15 @@ A run ends FINISHED, FAILED, or KILLED (Ctrl-C, SIGTERM); a run whose process
 was killed outright (kill -9) is marked KILLED by the next stage that starts.
 
 Run as a DVC stage, a run also records the data it read (its deps that are not
-code) as MLflow dataset inputs, each with its DVC hash as digest.
+code) as MLflow dataset inputs, each with its DVC hash as digest, and samples
+the machine's CPU, memory, disk, network (and GPU with nvidia-ml-py) as
+`system/...` metrics.
 """
 from __future__ import annotations
 
 import contextlib
+import importlib.util
+import logging
 import os
 import re
 import socket
@@ -46,6 +50,10 @@ EXPERIMENT = "nads"
 # tag records that `nads` is model training; the UI 3.17 itself follows its own sidebar switch
 # (kept in the browser) unless the URL says `workflowType=machine_learning`, as ui_url's does.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+# System metrics: one sample every SAMPLE_S seconds, their mean logged every SAMPLES samples
+# (a point a minute: hours-long stages stay light); a shorter stage logs one point at its end.
+# MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL and _SAMPLES_BEFORE_LOGGING override both.
+SAMPLE_S, SAMPLES = 10, 6
 
 
 def repo_root() -> Path:
@@ -210,6 +218,7 @@ class StageRun:
         self.run = run
         self.uri = uri
         self.lost = False
+        self._monitor = None
 
     def _try(self, fn, *args, **kwargs) -> None:
         if self.lost:
@@ -244,7 +253,47 @@ class StageRun:
                                   digest=digest)
             self._try(self._mlflow.log_input, dataset, tags={"dvc_stage": producer} if producer else None)
 
+    def watch_system(self) -> None:
+        """Sample system metrics in a daemon thread until end() (none without psutil)."""
+        if importlib.util.find_spec("psutil") is None:
+            return
+        try:
+            from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+            # Its info lines, and its warning when the store is gone (ours says so already).
+            logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
+            self._monitor = SystemMetricsMonitor(self.run.info.run_id, sampling_interval=SAMPLE_S,
+                                                 samples_before_logging=SAMPLES, tracking_uri=self.uri)
+            self._monitor.start()
+        except Exception:  # noqa: BLE001 - no system metrics; the run goes on
+            self._monitor = None
+
+    def _stop_system(self) -> None:
+        # MLflow's own stop (end_run) joins the thread without a timeout, and the thread's
+        # last act is a store query: a store that hangs would hang the stage. Here the thread
+        # gets a few seconds; then the samples since the last point are logged as one more
+        # point (for a stage shorter than one point, a single sample taken now: the CPU over
+        # the whole run, memory at its end).
+        monitor, self._monitor = self._monitor, None
+        thread = getattr(monitor, "_process", None)
+        if thread is None:
+            return
+        monitor._shutdown_event.set()
+        thread.join(timeout=3)
+        if self.lost or thread.is_alive():
+            return
+        try:
+            if monitor._logging_step == 0:
+                for m in monitor.monitors:
+                    m.clear_metrics()  # the sample taken at the start measures nothing
+            monitor.collect_metrics()
+            monitor.publish_metrics(monitor.aggregate_metrics())
+            monitor.mlflow_logger.flush()
+        except Exception:  # noqa: BLE001 - the last system metrics only; a lost store shows at end_run
+            pass
+
     def end(self, status: str) -> None:
+        self._stop_system()
         self._try(self._mlflow.end_run, status)
 
 
@@ -292,6 +341,7 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         raise StoreError(f"MLflow tracking store {uri}: cannot start a run ({type(e).__name__}: "
                          f"{(str(e).strip().splitlines() or [''])[0][:200]})") from None
     try:
+        run.watch_system()
         run._try(mlflow.log_params, {k: str(v) for k, v in flatten(params).items()})
         if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:  # a stage of ./dvc.yaml
             try:

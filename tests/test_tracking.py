@@ -1,5 +1,6 @@
 import hashlib
 import json
+import time
 
 import mlflow
 import pytest
@@ -72,6 +73,28 @@ def test_experiment_opens_as_model_training_and_make_ui_points_at_its_runs(tmp_p
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     new = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'new' / 'mlflow.db'}").get_experiment_by_name("nads")
     assert new.tags == {tracking.KIND_TAG: "custom_model_development"}
+
+
+def test_system_metrics_every_interval_and_one_point_for_a_short_stage(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.setattr(tracking, "SAMPLE_S", 0.2)
+    monkeypatch.setattr(tracking, "SAMPLES", 2)  # a point every 0.4 s
+    with tracking.stage_run("sweep", {}, "quick") as long:
+        time.sleep(2)
+    monkeypatch.setattr(tracking, "SAMPLE_S", 60)
+    with tracking.stage_run("sweep", {}, "quick") as short:
+        t0 = time.time()
+    ended = time.time() - t0
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    key = "system/cpu_utilization_percentage"
+    steps = [m.step for m in client.get_metric_history(long.run.info.run_id, key)]
+    assert 2 <= len(steps) <= 8 and steps == list(range(len(steps)))  # 2 s / 0.4 s, plus the last samples
+    assert [m.step for m in client.get_metric_history(short.run.info.run_id, key)] == [0]
+    assert {"system/system_memory_usage_megabytes", "system/disk_usage_percentage"} <= set(
+        client.get_run(short.run.info.run_id).data.metrics)
+    assert ended < 1.5  # stopping the sampler costs no sampling interval
 
 
 def _write_yaml(path, data):
