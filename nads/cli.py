@@ -49,6 +49,42 @@ def _estimate(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    """Scores of directions from an NAD estimate, written as CSV."""
+    import time
+    from pathlib import Path
+
+    import numpy as np
+
+    from . import files, predict
+    from .directions import fourier_directions
+
+    files.check_writable(args.out)
+    if args.arch:
+        folder = Path("results/nads") / args.arch
+        restore = f"dvc repro nads@{args.arch} (or dvc checkout {folder})"
+        nads, vals = files.load_npy(folder / "nads.npy", restore), files.load_npy(folder / "eigenvalues.npy", restore)
+    else:
+        nads = files.load_npy(args.nads_file, "check --nads-file")
+        vals = predict.covariance_eigenvalues(files.load_npy(args.eigenvalues_file, "check --eigenvalues-file"),
+                                              args.eigenvalues_kind)
+    shape = args.input_shape
+    if args.directions == "fourier":
+        freqs, directions = fourier_directions(shape, args.stride)
+        columns = {"k1": freqs[:, 0], "k2": freqs[:, 1]}
+    elif args.directions == "nad":
+        directions, columns = nads, {"index": np.arange(len(nads))}
+    else:
+        directions = files.load_npy(args.directions, "check --directions (fourier, nad or an .npy file)")
+        columns = {"row": np.arange(len(directions))}
+    t0 = time.perf_counter()
+    score = predict.scores(nads, vals, directions, shape, args.rule)
+    seconds = time.perf_counter() - t0
+    files.write_csv(args.out, {**columns, "score": score})
+    print(f"{args.out}: {len(score)} directions scored ({args.rule} rule) in {seconds:.2f} s")
+    return 0
+
+
 HEADLINE = ("n_fourier_directions", "half_agreement_top10", "index_frequency_spearman", "mean_test_acc",
             "frac_test_acc_above_0.9", "spearman_index_vs_test_acc", "clean_baseline_test_acc",
             "max_drop_vs_clean", "original_test_acc", "flipped_test_acc", "claims_supported", "n_train")
@@ -106,14 +142,37 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_estimate)
 
+    p = sub.add_parser("predict", help="predicted learnability of directions, from an NAD estimate alone",
+                       description="Scores directions v (higher: D(v) predicted easier to learn) from NADs and "
+                                   "eigenvalues: the pipeline's (--arch) or any files (the published ones too). "
+                                   "Writes CSV: k1,k2,score (fourier), index,score (nad), row,score (a file).")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--arch", help="the NADs of nads@ARCH (results/nads/ARCH)")
+    source.add_argument("--nads-file", help="an .npy of NADs, one per row (needs --eigenvalues-file)")
+    p.add_argument("--eigenvalues-file", help="an .npy of their eigenvalues, in the order of the rows")
+    p.add_argument("--eigenvalues-kind", default="covariance", choices=["covariance", "singular"],
+                   help="covariance eigenvalues (this project's), or PCA singular values sqrt((n-1) lambda) "
+                        "(the published *_eigenvals.npy); default covariance")
+    p.add_argument("--directions", default="fourier",
+                   help="fourier (the Fourier grid, see --stride), nad (the NADs themselves) or FILE.npy "
+                        "(one direction per row)")
+    p.add_argument("--stride", type=int, default=1, help="Fourier grid stride (default 1: every frequency)")
+    p.add_argument("--input-shape", type=_shape, default=(1, 32, 32), metavar="C,H,W")
+    p.add_argument("--rule", default="shift", choices=["shift", "energy"],
+                   help="shift: gradient energy averaged over image shifts (default); energy: v^T Sigma v")
+    p.add_argument("--out", required=True, help="output .csv file")
+    p.set_defaults(func=_predict)
+
     p = sub.add_parser("runs", help="the latest MLflow run of each stage, with its headline metrics")
     p.add_argument("--tracking-uri", default=None, help="default: the repository's mlflow.db")
     p.set_defaults(func=_runs)
 
     args = parser.parse_args(argv)
+    if getattr(args, "nads_file", None) and not args.eigenvalues_file:
+        parser.error("--nads-file needs --eigenvalues-file")
     try:
         return args.func(args)
-    except (config.ParamError, ValueError) as e:
+    except (config.InputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 
