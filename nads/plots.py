@@ -109,6 +109,36 @@ def grid_comparison(freqs, ours, published, shape, stride: int, path, title: str
     save(fig, path)
 
 
+def predicted_grid(freqs, predicted, measured, shape, stride: int, path, title: str = "") -> None:
+    """Predicted scores (log scale) beside the measured accuracies of the Fourier directions."""
+    from matplotlib.colors import LogNorm
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), constrained_layout=True)
+    score = centred_grid(freqs, np.clip(predicted, 1e-300, None), shape, stride)
+    im = _heatmap(axes[0], score, shape, stride, cmap="magma", norm=LogNorm())
+    fig.colorbar(im, ax=axes[0], label="predicted score")
+    axes[0].set_title("predicted from the NADs", fontsize=9)
+    im = _heatmap(axes[1], centred_grid(freqs, measured, shape, stride), shape, stride, cmap="viridis",
+                  vmin=0.5, vmax=1.0)
+    fig.colorbar(im, ax=axes[1], label="test accuracy")
+    axes[1].set_title("measured (sweep)", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    save(fig, path)
+
+
+def predicted_curve(indices, predicted, measured, path, title: str = "") -> None:
+    """Measured accuracy on D(u_i) against NAD index, with the predicted score on a second (log) axis."""
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ax.plot(indices, measured, "o-", ms=4, label="measured")
+    _accuracy_by_index(ax, title)
+    right = ax.twinx()
+    right.plot(indices, np.clip(predicted, 1e-300, None), "s--", color="tab:red", ms=3, lw=1, label="predicted")
+    right.set_yscale("log")
+    right.set_ylabel("predicted score", color="tab:red")
+    fig.legend(loc="upper right", fontsize=8)
+    save(fig, path)
+
+
 def nad_rows(rows: dict, shape, indices, path, title: str = "") -> None:
     """NADs u_i (pixel space) of several estimates, one row each: {label: (D', D) array}."""
     fig, axes = plt.subplots(len(rows), len(indices), figsize=(1.3 * len(indices), 1.45 * len(rows)),

@@ -113,6 +113,16 @@ def nad_sweep_section(root: Path, arch: str) -> Section:
     return s
 
 
+def predict_section(root: Path, arch: str) -> Section:
+    d = root / "results/predict" / arch
+    m = _json(d / "metrics.json", f"predict@{arch}")
+    return Section(f"{arch}: learnability predicted from its NADs alone", [d / "grid.png", d / "curve.png"],
+                   {"rule": m["rule"], "Spearman(score, test accuracy), Fourier directions": m["spearman_fourier"],
+                    "Spearman(score, test accuracy), NADs": m["spearman_nad"]},
+                   note="Beyond the paper: a score per direction from the NAD estimate (nads/predict.py), "
+                        "ranked against the measured sweeps; NaN where the accuracies do not vary.")
+
+
 def poison_section(root: Path, arch: str) -> Section:
     d = root / "results/poison" / arch
     t = files.read_csv(_need(d / "results.csv", f"poison@{arch}"))
@@ -183,7 +193,7 @@ def build(root: Path, archs) -> list[Section]:
     """The report's sections for the architectures of each stage family (a config.Archs)."""
     sections = [nads_section(root, a) for a in archs.nads]
     for arch in archs.sweep:
-        sections += [fourier_section(root, arch), nad_sweep_section(root, arch)]
+        sections += [fourier_section(root, arch), nad_sweep_section(root, arch), predict_section(root, arch)]
     sections += [poison_section(root, a) for a in archs.poison]
     sections += [flip_section(root, a) for a in archs.flip]
     sections += [compare_section(root, a) for a in archs.compare]

@@ -72,20 +72,21 @@ def _interrupt(signum, frame):
 
 
 @contextmanager
-def stage(name: str, label: str | None = None, all_params: bool = False, **logged):
+def stage(name: str, label: str | None = None, all_params: bool = False, archs: str | None = None, **logged):
     """Run the body as stage `label` (e.g. nads@lenet) of section `name`; yields a Stage.
 
     The MLflow run logs the stage's section (all of params.yaml with
-    all_params) and `logged` (the architecture...)."""
+    all_params) and `logged` (the architecture, which must be listed in
+    archs.<archs>, default archs.<name>)."""
     label = label or name
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         files.recover()
         params = config.load()
         section = params.sections.get(name)
-        arch = logged.get("arch")
-        if arch is not None and arch not in getattr(params["archs"], name):  # run by hand with another one
-            raise config.ParamError(f"archs.{name} = {list(getattr(params['archs'], name))}: "
+        arch, listed = logged.get("arch"), archs or name
+        if arch is not None and arch not in getattr(params["archs"], listed):  # run by hand with another one
+            raise config.ParamError(f"archs.{listed} = {list(getattr(params['archs'], listed))}: "
                                     f"{arch!r} is not one of them")
         own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
         logged = {**own, **logged, "executor": params.executor, "device": params.device}

@@ -23,7 +23,8 @@ pytestmark = pytest.mark.slow
 NADS = {"nads@logreg", "nads@lenet"}
 SWEEPS = {f"sweep-{family}@{arch}" for family in ("fourier", "nad") for arch in ("logreg", "lenet")}
 CIFAR = {"fetch@cifar10", "cifar10", "poison@lenet", "flip@lenet"}
-TRACKED = {"synthetic"} | NADS | SWEEPS | CIFAR | {"report"}   # stages with an MLflow run
+PREDICT = {"predict@logreg", "predict@lenet"}
+TRACKED = {"synthetic"} | NADS | SWEEPS | PREDICT | CIFAR | {"report"}   # stages with an MLflow run
 ALL = TRACKED | {"check-params"}
 
 
@@ -132,6 +133,31 @@ def test_cifar_outputs(built):
     assert (repo.path / "results/flip/lenet/bars.png").is_file()
 
 
+def test_predict_scores_the_swept_directions_from_the_nads(built):
+    from scipy.stats import spearmanr
+
+    from nads import predict
+    from nads.directions import fourier_directions
+
+    repo = built[0]
+    out = repo.path / "results/predict/lenet"
+    table = files.read_csv(out / "fourier.csv")
+    sweep = files.read_csv(repo.path / "results/sweep/lenet/fourier/accuracy.csv")
+    for key in ("k1", "k2", "test_acc"):  # the sweep's directions and accuracies, in its order
+        np.testing.assert_array_equal(np.array(table[key], dtype=float), np.array(sweep[key], dtype=float))
+    nads = np.load(repo.path / "results/nads/lenet/nads.npy")
+    vals = np.load(repo.path / "results/nads/lenet/eigenvalues.npy")
+    _, v = fourier_directions((1, 32, 32), 8)
+    score = predict.scores(nads, vals, v, (1, 32, 32), "shift")
+    np.testing.assert_allclose(np.array(table["score"], dtype=float), score, rtol=1e-5)
+    m = files.read_json(out / "metrics.json")
+    acc = np.array(table["test_acc"], dtype=float)
+    assert m["n_fourier"] == 10 and m["spearman_fourier"] == pytest.approx(spearmanr(score, acc).statistic, abs=1e-4)
+    nad = files.read_csv(out / "nad.csv")
+    assert [int(i) for i in nad["index"]] == [0, 1, 5, 1000] and m["n_nad"] == 4
+    assert {"grid.png", "curve.png"} <= {p.name for p in out.iterdir()}
+
+
 def changed(repo) -> set:
     """Stages `dvc status` reports changed: those a `dvc repro` would run next, given the
     outputs as they are (downstream stages show up once their upstream has run)."""
@@ -151,7 +177,7 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     assert ran(repo.dvc("repro", "--single-item", "synthetic")) == {"synthetic"}
     assert digest(repo.path, "data/synthetic")["data/synthetic/noise_train.npy"] != \
         before["data/synthetic/noise_train.npy"]
-    assert changed(repo) == {"check-params", "report"} | SWEEPS  # the sweeps train on its data
+    assert changed(repo) == {"check-params", "report"} | SWEEPS | PREDICT  # the sweeps train on its data
     # Where NADs are computed changes nothing; how many networks changes every user of NADs.
     for path, data in kept.items():  # back to the first bank (metrics.json is not in DVC's cache)
         path.write_bytes(data)
@@ -162,7 +188,7 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     repo.set_params(nads={"n_networks": 8})
     assert ran(repo.dvc("repro", "--single-item", *NADS)) == NADS
     assert changed(repo) == {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet",
-                             "check-params", "report"}
+                             "check-params", "report"} | PREDICT
 
 
 def test_push_then_pull_restores_identical_outputs(built_copy):

@@ -1,0 +1,59 @@
+"""Stage `predict@<arch>`: learnability predicted from the NADs alone, against the measured sweeps.
+
+The score of a direction (nads.predict, rule RULE) for every Fourier direction and
+NAD the sweeps measured; the Spearman correlation of score and test accuracy per
+family says how well the NADs alone rank what the network learns."""
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from nads import files, plots, predict
+from nads.directions import fourier_directions
+from stages.common import load_nads, stage
+
+RULE = "shift"  # one rule for every architecture (README: "Predicted learnability")
+
+
+def main(arch: str) -> None:
+    with stage("predict", f"predict@{arch}", archs="sweep", arch=arch) as st:
+        nads, vals = load_nads(arch)
+        meta = files.read_json("data/synthetic/meta.json")
+        shape, stride = tuple(meta["input_shape"]), meta["fourier_stride"]
+        out = st.folder(Path("results/predict") / arch)
+        sweep = Path("results/sweep") / arch
+        grid = files.read_csv(sweep / "fourier" / "accuracy.csv")
+        freqs, directions = fourier_directions(shape, stride)
+        assert np.array_equal(freqs, np.array([grid["k1"], grid["k2"]], dtype=int).T), "the sweep's grid"
+        t0 = time.perf_counter()
+        fourier = predict.scores(nads, vals, directions, shape, RULE)
+        seconds = time.perf_counter() - t0
+        measured = np.array(grid["test_acc"], dtype=float)
+        curve = files.read_csv(sweep / "nad" / "accuracy.csv")
+        indices = np.array(curve["index"], dtype=int)
+        along = predict.scores(nads, vals, nads[indices], shape, RULE)
+        on_nads = np.array(curve["test_acc"], dtype=float)
+        metrics = {"rule": RULE, "spearman_fourier": _spearman(fourier, measured),
+                   "spearman_nad": _spearman(along, on_nads), "n_fourier": len(fourier), "n_nad": len(along)}
+        files.write_csv(out / "fourier.csv", {"k1": freqs[:, 0], "k2": freqs[:, 1], "score": fourier,
+                                              "test_acc": measured})
+        files.write_csv(out / "nad.csv", {"index": indices, "score": along, "test_acc": on_nads})
+        plots.predicted_grid(freqs, fourier, measured, shape, stride, out / "grid.png",
+                             title=f"{arch}: predicted ({RULE} rule) and measured, Spearman "
+                                   f"{metrics['spearman_fourier']:.2f}")
+        plots.predicted_curve(indices, along, on_nads, out / "curve.png",
+                              title=f"{arch} on D(u_i): Spearman {metrics['spearman_nad']:.2f}")
+        st.finish(metrics, out / "metrics.json", out / "grid.png", out / "curve.png", out / "fourier.csv",
+                  out / "nad.csv")
+        st.log({"timing.fourier_seconds": seconds})  # MLflow only: not reproducible
+
+
+def _spearman(score, acc) -> float:
+    ok = np.isfinite(acc)
+    return float(spearmanr(score[ok], acc[ok]).statistic)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
