@@ -3,9 +3,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
-from nads import compare, files, plots, published
+from nads import compare, files, plots, predict, published
+from nads.directions import fourier_directions
 from stages.common import load_nads, stage
+from stages.predict import RULE
 
 SHAPE = (1, 32, 32)  # the published NADs' input shape
 SHOWN = (0, 1, 2, 3, 5, 10, 20, 50, 100, 300)
@@ -48,9 +51,27 @@ def main(arch: str) -> None:
                     metrics.update({f"{prefix}{k}": v for k, v in
                                     compare.within_spread(t["test_acc"], t["test_acc_sd"], theirs).items()})
             curves["published"] = ref.curve
+        metrics.update(predicted(ref, ours, vals))
         plots.curve_comparison(curves, out / "curve.png",
                                title=f"{arch} on D(u_i): this run, the control, and the paper")
         st.finish(metrics, out / "metrics.json", *figures, out / "curve.png")
+
+
+def predicted(ref, ours, vals) -> dict:
+    """Spearman of the predicted score (stages.predict's rule) and the published accuracies:
+    from the published NADs and from ours, on their grid (stride 2) and, with theirs, their curve."""
+    freqs, v = fourier_directions(SHAPE, 2)
+    acc = published.grid_at(ref.grid, freqs, SHAPE)
+    ok = np.isfinite(acc)
+    out = {}
+    for who, (nads, lam) in (("published", (ref.nads, ref.eigenvalues)), ("ours", (ours, vals))):
+        score = predict.scores(nads, lam, v[ok], SHAPE, RULE)
+        out[f"predicted_spearman_grid_{who}_nads"] = float(spearmanr(score, acc[ok]).statistic)
+    if ref.curve is not None:
+        idx, acc = ref.curve
+        score = predict.scores(ref.nads, ref.eigenvalues, ref.nads[idx], SHAPE, RULE)
+        out["predicted_spearman_curve_published_nads"] = float(spearmanr(score, acc).statistic)
+    return out
 
 
 if __name__ == "__main__":

@@ -137,6 +137,9 @@ def test_the_pipeline_compares_with_the_published_results(built_copy, tmp_path):
     # (6 networks against their 10 000: the numbers are only checked to be there and in range.)
     assert m["grid_n"] == 10 and m["curve_n"] == 4 and m["control_curve_n"] == 4
     assert all(0 <= m[f"nads_agreement_top{k}"] <= 1 for k in (1, 10, 100))
+    # Predicted learnability from the published NADs on their grid: the README's number (shift rule).
+    assert m["predicted_spearman_grid_published_nads"] == pytest.approx(0.710, abs=0.002)
+    assert -1 <= m["predicted_spearman_grid_ours_nads"] <= 1 and m["predicted_spearman_curve_published_nads"] > 0.9
     for figure in ("nads.png", "spectra.png", "grid.png", "curve.png"):
         assert (repo.path / "results/compare/lenet" / figure).stat().st_size > 5000
     assert "## Paper vs this run: lenet" in (repo.path / "results/report/summary.md").read_text()
