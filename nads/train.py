@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable
 
@@ -119,7 +120,7 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
         seen = batches_seen = 0
         for idx in batch_order(schedule, epoch, n_train).split(schedule.batch_size):
             x, y = batches(idx)
-            with precision(schedule.precision, device):
+            with precision(schedule.precision, device), _step_rng(schedule, step, device):
                 losses, logits = losses_fn(params, buffers, x, y)
                 grads = torch.autograd.grad(losses.sum(), list(params.values()))
             with torch.no_grad():
@@ -141,6 +142,23 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
             saved_at = time.monotonic()
     bar.close()
     return _trained(params, buffers, skeleton, diverged, schedule.precision)
+
+
+@contextmanager
+def _step_rng(schedule: Schedule, step: int, device):
+    """Random layers (dropout, drop-path: torchvision and timm models have them) draw from
+    a stream seeded by the run's seed and the step: the result does not depend on what ran
+    before in the process, and a resumed run draws what the uninterrupted one would have."""
+    device = torch.device(device)
+    # The device's generator alone: torch.manual_seed (every device) costs ~0.1 ms a step.
+    gen = torch.default_generator if device.type == "cpu" else \
+        torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    state = gen.get_state()
+    gen.manual_seed(item_seed(schedule.seed, 2_000_000, step))
+    try:
+        yield
+    finally:
+        gen.set_state(state)
 
 
 def _save_state(path, state: dict) -> None:
@@ -182,7 +200,8 @@ def stacked_forward(skeleton, params: dict, buffers: dict, x: torch.Tensor) -> t
     if x.shape[0] == 1:
         one = lambda d: {n: t[0] for n, t in d.items()}  # noqa: E731 - views: updates reach the stack
         return functional_call(skeleton, (one(params), one(buffers)), (x[0],))[None]
-    return vmap(lambda p, b, xx: functional_call(skeleton, (p, b), (xx,)))(params, buffers, x)
+    # randomness="different": each model draws its own dropout masks, as K separate models would.
+    return vmap(lambda p, b, xx: functional_call(skeleton, (p, b), (xx,)), randomness="different")(params, buffers, x)
 
 
 def _sgd_step(params: dict, grads, momentum, schedule: Schedule, lr: float, k: int) -> None:
