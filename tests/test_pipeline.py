@@ -257,11 +257,14 @@ def test_interrupted_sweep_leaves_no_partial_csv(built_copy):
 def test_report_holds_every_figure_and_claim(built):
     repo, _ = built
     page = (repo.path / "results/report/index.html").read_text()
-    figures = ["nads.png", "spectrum.png"] * 2 + ["heatmap.png", "curve.png"] * 2 + ["curve.png", "bars.png"]
+    # per arch: NADs and spectrum; Fourier heatmap, NAD curve and their predictions; then poison and flip
+    figures = ["nads.png", "spectrum.png"] * 2 + ["heatmap.png", "curve.png", "grid.png", "curve.png"] * 2 + \
+        ["curve.png", "bars.png"]
     assert page.count("<img ") == len(figures) and page.count("data:image/png;base64,") == len(figures)
     summary = (repo.path / "results/report/summary.md").read_text()
     assert "profile **quick**" in summary and repo.git("rev-parse", "HEAD").stdout.strip() in summary
     for title in ("NADs of lenet", "lenet on D(v), Fourier directions", "lenet on D(u_i), its own NADs",
+                  "lenet: learnability predicted from its NADs alone",
                   "lenet on CIFAR-10 with NAD carriers", "lenet on CIFAR-10 in the flipped NAD basis"):
         assert f"## {title}" in summary and f"<h2>{title}</h2>" in page
     metrics = json.loads((repo.path / "results/report/metrics.json").read_text())
