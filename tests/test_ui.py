@@ -49,8 +49,12 @@ def mlflow_ui(built, tmp_path):
     repo = built[0]
     port = free_port()
     log = tmp_path / "server.log"
+    # A copy of the store: this test process's other tests keep SQLAlchemy connections to the
+    # built store open, and the server's start-up writes waited on them (seen: minutes).
+    shutil.copyfile(repo.path / "mlflow.db", tmp_path / "mlflow.db")
     with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", repo.tracking_uri(),
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
+                                   f"sqlite:///{tmp_path / 'mlflow.db'}",
                                    "--artifacts-destination", str(repo.path / "mlartifacts"),
                                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
                                   cwd=tmp_path, env={**repo.env, **UI_ENV},
