@@ -108,8 +108,13 @@ def _one_line_error(call, *args) -> str:
     ("toy_models:SUPPORT", ["'SUPPORT' is list, not a callable returning a model"]),
 ])
 def test_arch_names_are_registered_or_absolute_import_paths(name, parts):
+    assert_rejected(name, parts, input_size=8)
+
+
+def assert_rejected(name: str, parts, input_size: int) -> None:
+    """check_arch, get_model and probe_model all refuse `name` in one line holding every part."""
     for call in (check_arch, get_model, probe_model):
-        message = _one_line_error(call, name, *(() if call is check_arch else (1, 1, 8)))
+        message = _one_line_error(call, name, *(() if call is check_arch else (1, 1, input_size)))
         assert message.startswith(f"arch = {name!r}: ")
         for part in parts:
             assert part in message

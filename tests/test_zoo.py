@@ -14,6 +14,7 @@ from nads.config import ParamError, Schedule
 from nads.estimate import Spec, estimate_nads
 from nads.models import check_arch, get_model, probe_model
 from nads.train import init_model, train_batched
+from test_models import _one_line_error, assert_rejected
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two small models of each library; mobilenet_v3_small has dropout, the ViT has fixed-size
@@ -95,11 +96,6 @@ def test_zoo_models_train_in_the_sweep_engine_reproducibly(arch):
     assert all(torch.equal(runs[1][n], runs[2][n]) for n in runs[1])
 
 
-def _one_line_error(call, *args) -> str:
-    with pytest.raises(ValueError) as e:
-        call(*args)
-    assert "\n" not in str(e.value)
-    return str(e.value)
 
 
 @pytest.mark.parametrize("name, parts", [
@@ -115,11 +111,7 @@ def _one_line_error(call, *args) -> str:
     ("torchvision:", ["not a valid torchvision model name"]),
 ])
 def test_unknown_zoo_names_list_close_matches_in_one_line(name, parts):
-    for call in (check_arch, get_model, probe_model):
-        message = _one_line_error(call, name, *(() if call is check_arch else (1, 1, 32)))
-        assert message.startswith(f"arch = {name!r}: ")
-        for part in parts:
-            assert part in message
+    assert_rejected(name, parts, input_size=32)
 
 
 def test_a_model_made_for_larger_images_fails_in_the_probe_in_one_line():
