@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # Stage commands call `python` and `dvc`: make them the virtualenv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-fast profile-quick profile-paper profile-paper-cpu ui gpu-check
+.PHONY: install repro test test-fast profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
 
 install: $(STAMP)
 
@@ -44,7 +44,7 @@ test-fast: $(STAMP)
 gpu-check: $(STAMP)
 	PYTHONPATH=. python benchmarks/gpu_check.py --out results/gpu_check
 
-profile-quick profile-paper profile-paper-cpu: profile-%:
+profile-quick profile-paper profile-paper-cpu profile-atlas: profile-%:
 	cp profiles/$*.yaml params.yaml
 	@echo "params.yaml is now the $* profile; 'dvc params diff' shows what changed"
 

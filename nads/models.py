@@ -416,7 +416,139 @@ class DenseNet121(nn.Module):
         return self.linear(out.flatten(1))
 
 
+# ---------------------------------------------------------------- the atlas: families the paper did not study
+# CIFAR-scale and small enough for NADs and a Fourier sweep on a 2-core CPU (profiles/atlas.yaml).
+# Each keeps what defines its family, which is what could bias its directions: a patch-p
+# stem (a linear map of non-overlapping p x p patches, stride p) in the transformer and the
+# MLP-Mixer, ConvNeXt's 4x4 patchify stem and strided downsampling, 7x7 depthwise
+# convolutions and layer scale (1e-6 at initialisation, so its blocks start near identity).
+class ChannelsLastNorm(nn.LayerNorm):
+    """LayerNorm over the channels of an (N, C, H, W) map (ConvNeXt's channels_first norm)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _mlp(dim: int, hidden: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+
+class PatchTokens(nn.Module):
+    """Non-overlapping p x p patches, each mapped linearly to `dim` features: (N, tokens, dim)."""
+
+    def __init__(self, in_channels: int, dim: int, patch: int, input_size: int, arch: str):
+        super().__init__()
+        if input_size % patch:
+            raise ValueError(f"input_size = {input_size}: {arch} needs a multiple of its patch size {patch}")
+        self.proj = nn.Conv2d(in_channels, dim, patch, stride=patch)
+        self.tokens = (input_size // patch) ** 2
+
+    def forward(self, x):
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    # Written out (not scaled_dot_product_attention) so that it runs under torch.func.vmap
+    # and forward-mode AD on every backend the project trains on.
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(dim, 3 * dim), nn.Linear(dim, dim)
+
+    def forward(self, x):
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attn = torch.softmax(q @ k.transpose(-2, -1) * (d // self.heads) ** -0.5, dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(n, t, d))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int):
+        super().__init__()
+        self.norm1, self.attn = nn.LayerNorm(dim), Attention(dim, heads)
+        self.norm2, self.mlp = nn.LayerNorm(dim), _mlp(dim, mlp_ratio * dim)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class ViT(nn.Module):
+    """A vision transformer: patch-p tokens with learned position embeddings (std 0.02, as
+    timm), pre-norm blocks, the tokens' mean into a linear head (no class token)."""
+
+    def __init__(self, in_channels=1, num_classes=1, input_size=32, patch=4, dim=48, depth=2, heads=3,
+                 mlp_ratio=2):
+        super().__init__()
+        self.patches = PatchTokens(in_channels, dim, patch, input_size, f"vit_p{patch}")
+        self.pos = nn.Parameter(0.02 * torch.randn(1, self.patches.tokens, dim))
+        self.blocks = nn.Sequential(*(TransformerBlock(dim, heads, mlp_ratio) for _ in range(depth)))
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        x = self.blocks(self.patches(x) + self.pos)
+        return self.head(self.norm(x).mean(1))
+
+
+class MixerBlock(nn.Module):
+    def __init__(self, tokens: int, dim: int, token_hidden: int, channel_hidden: int):
+        super().__init__()
+        self.norm1, self.token_mlp = nn.LayerNorm(dim), _mlp(tokens, token_hidden)
+        self.norm2, self.channel_mlp = nn.LayerNorm(dim), _mlp(dim, channel_hidden)
+
+    def forward(self, x):
+        x = x + self.token_mlp(self.norm1(x).transpose(1, 2)).transpose(1, 2)
+        return x + self.channel_mlp(self.norm2(x))
+
+
+class Mixer(nn.Module):
+    """An MLP-Mixer: patch-p tokens, blocks that mix across tokens then across channels."""
+
+    def __init__(self, in_channels=1, num_classes=1, input_size=32, patch=4, dim=48, depth=2):
+        super().__init__()
+        self.patches = PatchTokens(in_channels, dim, patch, input_size, f"mixer_p{patch}")
+        t = self.patches.tokens
+        self.blocks = nn.Sequential(*(MixerBlock(t, dim, t, 2 * dim) for _ in range(depth)))
+        self.norm, self.head = nn.LayerNorm(dim), nn.Linear(dim, num_classes)
+
+    def forward(self, x):
+        return self.head(self.norm(self.blocks(self.patches(x))).mean(1))
+
+
+class ConvNeXtBlock(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+        self.norm, self.mlp = nn.LayerNorm(dim), _mlp(dim, 4 * dim)
+        self.scale = nn.Parameter(torch.full((dim,), 1e-6))
+
+    def forward(self, x):
+        y = self.mlp(self.norm(self.dw(x).permute(0, 2, 3, 1))) * self.scale
+        return x + y.permute(0, 3, 1, 2)
+
+
+class ConvNeXt(nn.Module):
+    """A ConvNeXt at CIFAR scale: ConvNeXt's 4x4 patchify stem (stride 4: 8x8 maps), two stages
+    of one block each, separated by a norm and a 2x2 stride-2 convolution; global mean, norm, head."""
+
+    def __init__(self, in_channels=1, num_classes=1, input_size=32, dims=(48, 96)):
+        super().__init__()
+        _need(input_size >= 8, "convnext_cifar", input_size, 8)
+        layers = [nn.Conv2d(in_channels, dims[0], 4, stride=4), ChannelsLastNorm(dims[0])]
+        for i, d in enumerate(dims):
+            if i:
+                layers += [ChannelsLastNorm(dims[i - 1]), nn.Conv2d(dims[i - 1], d, 2, stride=2)]
+            layers.append(ConvNeXtBlock(d))
+        self.features = nn.Sequential(*layers)
+        self.norm, self.head = nn.LayerNorm(dims[-1]), nn.Linear(dims[-1], num_classes)
+
+    def forward(self, x):
+        return self.head(self.norm(self.features(x).mean((2, 3))))
+
+
 register("logreg", LogReg)
 for _name, _cls in (("lenet", LeNet), ("vgg11_bn", VGG11BN), ("resnet18", ResNet18), ("densenet121", DenseNet121)):
     register(_name, _cls)
     register(f"{_name}_nopool", partial(_cls, pool=False))
+register("vit_p4", ViT)
+register("mixer_p4", Mixer)
+register("convnext_cifar", ConvNeXt)

@@ -14,6 +14,7 @@ def test_registry_lists_the_paper_architectures_and_pooling_free_variants():
         assert arch in names
         if arch != "logreg":
             assert f"{arch}_nopool" in names
+    assert {"vit_p4", "mixer_p4", "convnext_cifar"} <= set(names)   # the atlas (profiles/atlas.yaml)
 
 
 @pytest.mark.parametrize("arch", list_models())
@@ -78,7 +79,7 @@ def test_max_pool_under_torch_func_and_forward_ad():
 def test_user_models_by_import_path_and_clear_errors():
     model = get_model("toy_models:smooth_mlp", 1, 1, 8)
     assert model(torch.randn(4, 1, 8, 8)).shape == (4, 1)
-    with pytest.raises(ValueError, match="arch = 'lenet5': unknown architecture; did you mean lenet\\? allowed: densenet121"):
+    with pytest.raises(ValueError, match="arch = 'lenet5': unknown architecture; did you mean lenet\\? allowed: convnext_cifar, densenet121"):
         get_model("lenet5")
     with pytest.raises(ValueError, match="cannot load 'missing' from module 'toy_models'"):
         get_model("toy_models:missing")
@@ -103,8 +104,9 @@ def _one_line_error(call, *args) -> str:
     ("toy_models:x/../../../y", ["not a valid import path", "'package.module:callable'"]),
     ("toy models:smooth_mlp", ["not a valid import path"]),
     ("toy_models:smooth_mlp\n", ["not a valid import path"]),
-    ("lenett", ["unknown architecture; did you mean lenet? allowed: densenet121, ", "lenet_nopool, logreg"]),
-    ("xyzzy", ["unknown architecture; allowed: densenet121, "]),
+    ("lenett", ["unknown architecture; did you mean lenet? allowed: convnext_cifar, densenet121, ",
+                "lenet_nopool, logreg, mixer_p4"]),
+    ("xyzzy", ["unknown architecture; allowed: convnext_cifar, densenet121, "]),
     ("toy_models:SUPPORT", ["'SUPPORT' is list, not a callable returning a model"]),
 ])
 def test_arch_names_are_registered_or_absolute_import_paths(name, parts):
