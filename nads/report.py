@@ -205,18 +205,34 @@ def _fmt(v) -> str:
 
 
 def write(root: Path, out_dir: Path, params, commit: str) -> dict:
-    """Write index.html and summary.md for the checked params (a config.Params); return counts of claims."""
-    sections = build(root, params["archs"])
-    claims = [c for s in sections for c in s.claims]
-    head = (f"profile **{params.profile}**, git commit `{commit}`; "
-            f"{sum(c.supported for c in claims)} of {len(claims)} claims supported")
+    """Write index.html and summary.md, and the atlas page (atlas.html, atlas.md, figures in atlas/),
+    for the checked params (a config.Params); return counts of claims."""
+    from . import atlas
+
+    pages = {"index.html": ("nads results", build(root, params["archs"]), "summary.md"),
+             "atlas.html": ("nads atlas: the architectures side by side",
+                            atlas.sections(root, params["archs"], out_dir / "atlas"), "atlas.md")}
+    claims = [c for _, page, _ in pages.values() for s in page for c in s.claims]
     params_yaml = yaml.safe_dump(params.raw, sort_keys=False).strip()
-    md = ["# nads results", "", head, "", "<details><summary>params.yaml this report was built from</summary>",
-          "", "```yaml", params_yaml, "```", "", "</details>", ""]
-    parts = [f"<h1>nads results</h1><p>profile <b>{html.escape(params.profile)}</b>, git commit "
-             f"<code>{commit}</code>; {sum(c.supported for c in claims)} of {len(claims)} claims supported</p>"
-             f"<details><summary>params.yaml this report was built from</summary><pre>"
-             f"{html.escape(params_yaml)}</pre></details>"]
+    for name, (title, page, md_name) in pages.items():
+        found = [c for s in page for c in s.claims]
+        other = next(n for n in pages if n != name)
+        head = (f"profile {params.profile}, git commit {commit}; {sum(c.supported for c in found)} of {len(found)} "
+                f"claims supported; see also", pages[other][0], other, pages[other][2])
+        _write_page(title, head, params_yaml, page, out_dir, name, md_name)
+    return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}
+
+
+def _write_page(title: str, head: tuple, params_yaml: str, sections: list, out_dir: Path, name: str,
+                md_name: str) -> None:
+    """One self-contained HTML page (figures embedded) and its Markdown twin (figures linked);
+    head: (text, the other page's title, its HTML and its Markdown file)."""
+    text, link, link_html, link_md = head
+    summary = "params.yaml this report was built from"
+    md = [f"# {title}", "", f"{text} [{link}]({link_md})", "", f"<details><summary>{summary}</summary>", "",
+          "```yaml", params_yaml, "```", "", "</details>", ""]
+    parts = [f"<h1>{html.escape(title)}</h1><p>{html.escape(text)} <a href='{link_html}'>{html.escape(link)}</a>"
+             f"</p><details><summary>{summary}</summary><pre>{html.escape(params_yaml)}</pre></details>"]
     for s in sections:
         md += [f"## {s.title}", "", *([s.note, ""] if s.note else [])]
         parts.append(f"<h2>{html.escape(s.title)}</h2>" + (f"<p>{html.escape(s.note)}</p>" if s.note else ""))
@@ -225,9 +241,11 @@ def write(root: Path, out_dir: Path, params, commit: str) -> dict:
             md.append(f"- **{mark}** — {c.text}: {c.evidence}")
             parts.append(f"<p class='{'ok' if c.supported else 'no'}'><b>{mark}</b> — {html.escape(c.text)}: "
                          f"{html.escape(c.evidence)}</p>")
-        md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in s.table.items()], ""]
-        parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
-                                         for k, v in s.table.items()) + "</table>")
+        if s.table:
+            md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in s.table.items()],
+                   ""]
+            parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
+                                             for k, v in s.table.items()) + "</table>")
         for f in s.figures:
             md.append(f"![{Path(f).name}]({os.path.relpath(f, out_dir)})")
             data = base64.b64encode(_need(Path(f), "its stage").read_bytes()).decode()
@@ -236,10 +254,9 @@ def write(root: Path, out_dir: Path, params, commit: str) -> dict:
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%;display:block;"
              "margin:8px 0}.ok{color:#17702d}.no{color:#a31515}table{border-collapse:collapse}"
              "td{border:1px solid #ccc;padding:2px 8px}")
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>nads results</title><style>{style}</style>"
-           f"</head><body>{''.join(parts)}</body></html>\n")
-    with files.atomic_path(out_dir / "index.html") as tmp:
+    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    with files.atomic_path(out_dir / name) as tmp:
         tmp.write_text(doc)
-    with files.atomic_path(out_dir / "summary.md") as tmp:
+    with files.atomic_path(out_dir / md_name) as tmp:
         tmp.write_text("\n".join(md))
-    return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}

@@ -271,6 +271,16 @@ def test_report_holds_every_figure_and_claim(built):
     assert metrics["claims"] == summary.count("supported** —") > 0
     flip = json.loads((repo.path / "results/flip/lenet/metrics.json").read_text())
     assert f"{flip['original_test_acc']:.3f} → {flip['flipped_test_acc']:.3f}" in summary
+    # The atlas page: the architectures side by side, then each one's numbers, linked both ways.
+    atlas = (repo.path / "results/report/atlas.md").read_text()
+    assert "[nads atlas: the architectures side by side](atlas.md)" in summary and "(summary.md)" in atlas
+    assert (repo.path / "results/report/atlas.html").read_text().count("data:image/png;base64,") == 5
+    for name in ("nads", "spectra", "radial", "grids", "curves"):
+        assert f"![{name}.png](atlas/{name}.png)" in atlas
+        assert (repo.path / f"results/report/atlas/{name}.png").stat().st_size > 10_000
+    predicted = json.loads((repo.path / "results/predict/lenet/metrics.json").read_text())
+    lenet = atlas[atlas.index("## lenet"):]
+    assert f"| predicted vs measured, Spearman, NADs | {predicted['spearman_nad']:.4g} |" in lenet
 
 
 def test_report_names_the_stage_to_run_for_a_missing_output(built_copy):

@@ -98,8 +98,9 @@ def test_make_ui_address_opens_the_runs_table_with_their_datasets(built, mlflow_
     assert f"data/synthetic ({bank})" in page, [line for line in page if "data/" in line]
 
 
-def test_the_report_figures_load_in_a_browser(built, tmp_path):
-    report = built[0].path / "results/report/index.html"
+@pytest.mark.parametrize("name", ["index.html", "atlas.html"])
+def test_the_report_figures_load_in_a_browser(built, tmp_path, name):
+    report = built[0].path / "results/report" / name
     figures = re.findall(r"<img\b[^>]*\balt='([^']*)'", report.read_text())
     assert figures
     # A page of ours frames the report and writes, once everything has loaded, what the

@@ -1,0 +1,147 @@
+"""The atlas page: every architecture of the run side by side (issue #15, profiles/atlas.yaml).
+
+Its NADs and their spectra, where their Fourier energy lies by index, what each network
+learns on the Fourier grid and what its NADs predict, and the one directional bias its
+family's design suggests, tested on the measured grid. Built from the stage outputs only,
+by the report stage; its figures live here, not in nads/plots.py, so that changing the page
+reruns no stage but the report.
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.stats import spearmanr
+
+from . import files, plots
+from .models import get_model
+from .spectral import radial_frequency
+
+SHOWN = (0, 1, 2, 3, 5, 10, 50, 100, 500)   # NADs drawn per architecture
+GROUP = 32                                   # radial frequency: mean over blocks of this many NADs
+GROUPS = 16                                  # ... over the first GROUP * GROUPS NADs
+
+
+def patch_stride(arch: str, shape) -> int | None:
+    """p when the network's first convolution maps non-overlapping p x p patches (kernel =
+    stride = p > 1, a "patchify" stem: vision transformers, MLP-Mixers, ConvNeXt); else None."""
+    with torch.random.fork_rng(devices=[]):
+        model = get_model(arch, shape[0], 1, shape[1])
+    conv = next((m for m in model.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    if conv is None or conv.kernel_size != conv.stride or conv.padding not in (0, (0, 0), "valid"):
+        return None
+    p = conv.stride[0]
+    return p if p > 1 and conv.stride == (p, p) else None
+
+
+def aliased(freqs: np.ndarray, shape, p: int) -> np.ndarray:
+    """Fourier directions (k1, k2) != (0, 0) that repeat with period p along both axes (both
+    frequencies multiples of H/p, W/p): every p x p patch then sees the same pattern."""
+    _, h, w = shape
+    k1, k2 = freqs[:, 0], freqs[:, 1]
+    return (k1 % (h // p) == 0) & (k2 % (w // p) == 0) & ((k1 != 0) | (k2 != 0))
+
+
+def patch_claim(arch: str, freqs, acc, shape, p: int):
+    """(claim text, evidence, supported) for a patch-p network, as pooling makes LeNet fail at ±8."""
+    on = aliased(freqs, shape, p)
+    a, b = np.nanmean(acc[on]), np.nanmean(acc[~on])
+    text = (f"{arch} (patch-{p} stem) fails on the frequencies that are multiples of {shape[1] // p} "
+            f"(every patch sees the same pattern), as pooling makes LeNet fail at ±8")
+    evidence = (f"mean test accuracy {a:.3f} at the {int(on.sum())} such directions of the grid, "
+                f"{b:.3f} at the other {int((~on).sum())}")
+    return text, evidence, bool(a < 0.6 and b - a > 0.1)
+
+
+def radial_profile(nads: np.ndarray, shape) -> np.ndarray:
+    """Mean radial frequency |k| of the NADs in consecutive blocks of GROUP indices."""
+    n = min(len(nads), GROUP * GROUPS) // GROUP * GROUP
+    return radial_frequency(nads[:n], shape).reshape(-1, GROUP).mean(axis=1)
+
+
+def sections(root: Path, archs, out: Path) -> list:
+    """The atlas page's sections (nads.report.Section), its figures written into `out`."""
+    from .report import Claim, Section, _floats, _json, _need, _sweep
+
+    meta = files.read_json(_need(root / "data/synthetic/meta.json", "synthetic"))
+    shape, stride = tuple(meta["input_shape"]), meta["fourier_stride"]
+    nads, vals, per_arch = {}, {}, []
+    for arch in archs.nads:
+        d = root / "results/nads" / arch
+        nads[arch] = files.load_npy(_need(d / "nads.npy", f"nads@{arch}"), f"dvc repro nads@{arch}")
+        vals[arch] = files.load_npy(_need(d / "eigenvalues.npy", f"nads@{arch}"), f"dvc repro nads@{arch}")
+    grids, curves = {}, {}
+    for arch in archs.nads:
+        m = _json(root / "results/nads" / arch / "metrics.json", f"nads@{arch}")
+        p = patch_stride(arch, shape)
+        s = Section(f"{arch}" + (f" (patch-{p} stem)" if p else ""),
+                    table={"networks": m["n_networks"], "top-10 agreement of two halves": m["half_agreement_top10"],
+                           "Spearman ρ(index, radial frequency), first NADs": m["index_frequency_spearman"]})
+        if arch in archs.sweep:
+            _, grid, sm = _sweep(root, arch, "fourier")
+            _, curve, _ = _sweep(root, arch, "nad")
+            pm = _json(root / "results/predict" / arch / "metrics.json", f"predict@{arch}")
+            freqs = np.array([grid["k1"], grid["k2"]], dtype=int).T
+            acc = _floats(grid, "test_acc")
+            score = _floats(files.read_csv(root / "results/predict" / arch / "fourier.csv"), "score")
+            grids[arch] = (freqs, acc, score)
+            curves[arch] = (_floats(curve, "index").astype(int), _floats(curve, "test_acc"))
+            with warnings.catch_warnings():   # a flat curve (logistic regression learns every NAD): NaN
+                warnings.simplefilter("ignore")
+                rho = spearmanr(*curves[arch], nan_policy="omit").statistic
+            s.table.update({"Fourier directions: mean test accuracy": sm["mean_test_acc"],
+                            "Fourier directions: fraction above 0.9": sm["frac_test_acc_above_0.9"],
+                            "NAD sweep: Spearman ρ(index, test accuracy)": float(rho),
+                            "predicted vs measured, Spearman, Fourier": pm["spearman_fourier"],
+                            "predicted vs measured, Spearman, NADs": pm["spearman_nad"]})
+            if p:
+                s.claims.append(Claim(*patch_claim(arch, freqs, acc, shape, p)))
+        per_arch.append(s)
+    figs = _figures(nads, vals, grids, curves, shape, stride, out)
+    side = Section("The architectures side by side", figs,
+                   note="NAD images (rows: architectures); eigenvalue spectra; mean radial frequency of the NADs "
+                        f"per block of {GROUP} indices; measured test accuracy on the Fourier grid above the "
+                        "score its NADs predict (nads/predict.py); accuracy on D(u_i) against NAD index.")
+    return [side, *per_arch]
+
+
+def _figures(nads, vals, grids, curves, shape, stride, out: Path) -> list:
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    paths = [out / f for f in ("nads.png", "spectra.png", "radial.png")]
+    shown = [i for i in SHOWN if i < min(len(u) for u in nads.values())]
+    plots.nad_rows(nads, shape, shown, paths[0], title="NADs u_i")
+    plots.spectra(vals, paths[1], title="gradient covariance spectra")
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for arch, u in nads.items():
+        prof = radial_profile(u, shape)
+        ax.plot(GROUP * np.arange(len(prof)) + GROUP / 2, prof, "o-", ms=3, label=arch)
+    ax.legend(fontsize=8)
+    plots._label(ax, "NAD index i (block mean)", "mean radial frequency |k|", "where the NADs' energy lies")
+    plots.save(fig, paths[2])
+    if grids:
+        path = out / "grids.png"
+        fig, axes = plt.subplots(2, len(grids), figsize=(3.3 * len(grids), 6.2), squeeze=False,
+                                 constrained_layout=True)
+        for j, (arch, (freqs, acc, score)) in enumerate(grids.items()):
+            im = plots._heatmap(axes[0, j], plots.centred_grid(freqs, acc, shape, stride), shape, stride,
+                                cmap="viridis", vmin=0.5, vmax=1.0)
+            axes[0, j].set_title(f"{arch}: measured", fontsize=9)
+            plots._heatmap(axes[1, j], plots.centred_grid(freqs, np.clip(score, 1e-300, None), shape, stride),
+                           shape, stride, cmap="magma", norm=LogNorm())
+            axes[1, j].set_title(f"{arch}: predicted", fontsize=9)
+        fig.colorbar(im, ax=list(axes[0]), label="test accuracy", shrink=0.9)
+        plots.save(fig, path)
+        paths.append(path)
+        path = out / "curves.png"
+        fig, ax = plt.subplots(figsize=(5, 3.4))
+        for arch, (indices, acc) in curves.items():
+            ax.plot(indices, acc, "o-", ms=3, lw=1.2, label=arch)
+        ax.legend(fontsize=8)
+        plots._accuracy_by_index(ax, "accuracy on D(u_i), each on its own NADs")
+        plots.save(fig, path)
+        paths.append(path)
+    return paths
