@@ -17,7 +17,7 @@ from scipy.stats import spearmanr
 
 from . import files, plots
 from .models import get_model
-from .spectral import radial_frequency
+from .compare import radius_by_group
 
 SHOWN = (0, 1, 2, 3, 5, 10, 50, 100, 500)   # NADs drawn per architecture
 GROUP = 32                                   # radial frequency: mean over blocks of this many NADs
@@ -55,10 +55,20 @@ def patch_claim(arch: str, freqs, acc, shape, p: int):
     return text, evidence, bool(a < 0.6 and b - a > 0.1)
 
 
+def aliased_energy(patterns: np.ndarray, shape, p: int) -> float:
+    """The fraction of the patterns' total Fourier energy on the frequencies `aliased` names
+    (a random pattern puts (p*p - 1)/(H*W) there: 1.5 % for p = 4 on 32x32)."""
+    c, h, w = shape
+    energy = (np.abs(np.fft.fft2(patterns.reshape(-1, c, h, w).astype(np.float64))) ** 2).sum(axis=(0, 1))
+    k1, k2 = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    on = aliased(np.stack([k1.ravel(), k2.ravel()], 1), shape, p).reshape(h, w)
+    return float(energy[on].sum() / energy.sum())
+
+
 def radial_profile(nads: np.ndarray, shape) -> np.ndarray:
     """Mean radial frequency |k| of the NADs in consecutive blocks of GROUP indices."""
-    n = min(len(nads), GROUP * GROUPS) // GROUP * GROUP
-    return radial_frequency(nads[:n], shape).reshape(-1, GROUP).mean(axis=1)
+    blocks = [(a, a + GROUP) for a in range(0, min(len(nads), GROUP * GROUPS) - GROUP + 1, GROUP)]
+    return np.array(list(radius_by_group(nads, shape, blocks).values()))
 
 
 def sections(root: Path, archs, out: Path) -> list:
@@ -78,7 +88,9 @@ def sections(root: Path, archs, out: Path) -> list:
         p = patch_stride(arch, shape)
         s = Section(f"{arch}" + (f" (patch-{p} stem)" if p else ""),
                     table={"networks": m["n_networks"], "top-10 agreement of two halves": m["half_agreement_top10"],
-                           "Spearman ρ(index, radial frequency), first NADs": m["index_frequency_spearman"]})
+                           "Spearman ρ(index, radial frequency), first NADs": m["index_frequency_spearman"],
+                           **{f"mean radial frequency |k|, NADs {g}": r
+                              for g, r in radius_by_group(nads[arch], shape).items()}})
         if arch in archs.sweep:
             _, grid, sm = _sweep(root, arch, "fourier")
             _, curve, _ = _sweep(root, arch, "nad")
@@ -98,6 +110,11 @@ def sections(root: Path, archs, out: Path) -> list:
                             "predicted vs measured, Spearman, NADs": pm["spearman_nad"]})
             if p:
                 s.claims.append(Claim(*patch_claim(arch, freqs, acc, shape, p)))
+        if p:
+            share, chance = aliased_energy(nads[arch][:10], shape, p), (p * p - 1) / (shape[1] * shape[2])
+            s.claims.append(Claim(f"Its top NADs are patch-periodic: the first 10 put more than half their "
+                                  f"Fourier energy on the multiples of {shape[1] // p}",
+                                  f"{share:.1%} of it (a random pattern: {chance:.1%})", share > 0.5))
         per_arch.append(s)
     figs = _figures(nads, vals, grids, curves, shape, stride, out)
     side = Section("The architectures side by side", figs,

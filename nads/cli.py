@@ -123,8 +123,10 @@ def main(argv=None) -> int:
     p = sub.add_parser("estimate", help="estimate the NADs of an architecture (yours too)",
                        description="Writes an .npz with `nads` (rows, largest eigenvalue first), `eigenvalues` "
                                    "and `diagnostics` (JSON). Architectures: " + ", ".join(list_models()) +
-                                   ", or package.module:callable returning an nn.Module "
-                                   "(called with in_channels, num_classes, input_size).")
+                                   "; torchvision:NAME or timm:NAME for any classifier of those libraries "
+                                   "(e.g. torchvision:resnet18, timm:vit_tiny_patch16_224; timm needs "
+                                   "pip install 'nads[timm]'); or package.module:callable returning an "
+                                   "nn.Module (called with in_channels, num_classes, input_size).")
     p.add_argument("--arch", required=True)
     p.add_argument("--input-shape", type=_shape, default=(1, 32, 32), metavar="C,H,W")
     p.add_argument("--networks", type=int, default=1000, help="number of random networks (default 1000)")

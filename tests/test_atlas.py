@@ -76,3 +76,12 @@ def test_radial_profile_is_block_means_of_radial_frequency():
     prof = atlas.radial_profile(u, SHAPE)
     assert prof.shape == (atlas.GROUPS,)
     np.testing.assert_allclose(prof[1], radial_frequency(u[atlas.GROUP:2 * atlas.GROUP], SHAPE).mean())
+
+
+def test_aliased_energy_is_one_for_patch_periodic_patterns_and_small_for_noise():
+    rng = np.random.default_rng(0)
+    tile = rng.standard_normal((4, 4))
+    periodic = np.tile(tile - tile.mean(), (8, 8)).reshape(1, -1)   # no DC: all energy at multiples of 8
+    assert atlas.aliased_energy(periodic, SHAPE, 4) == pytest.approx(1.0)
+    noise = rng.standard_normal((200, 1024))
+    assert atlas.aliased_energy(noise, SHAPE, 4) == pytest.approx(15 / 1024, rel=0.1)
