@@ -22,6 +22,7 @@ from .compare import radius_by_group
 SHOWN = (0, 1, 2, 3, 5, 10, 50, 100, 500)   # NADs drawn per architecture
 GROUP = 32                                   # radial frequency: mean over blocks of this many NADs
 GROUPS = 16                                  # ... over the first GROUP * GROUPS NADs
+GAP = 10.0                                   # a spectral gap worth a claim: λ_(k-1) / λ_k above this
 
 
 def patch_stride(arch: str, shape) -> int | None:
@@ -44,6 +45,15 @@ def aliased(freqs: np.ndarray, shape, p: int) -> np.ndarray:
     return (k1 % (h // p) == 0) & (k2 % (w // p) == 0) & ((k1 != 0) | (k2 != 0))
 
 
+def gap_claim(indices, acc, k: int):
+    """(claim text, evidence, supported): D(u_i) learned above the spectral gap, at chance below it."""
+    above, below = acc[indices < k], acc[indices >= k]
+    text = f"The spectrum's cliff after {k} NADs splits them: D(u_i) learned for i < {k}, at chance beyond"
+    evidence = (f"test accuracy {np.nanmin(above):.3f} to {np.nanmax(above):.3f} at the {len(above)} swept i < {k}, "
+                f"{np.nanmin(below):.3f} to {np.nanmax(below):.3f} at the {len(below)} others")
+    return text, evidence, bool(len(above) and len(below) and np.nanmin(above) > 0.8 and np.nanmax(below) < 0.6)
+
+
 def patch_claim(arch: str, freqs, acc, shape, p: int):
     """(claim text, evidence, supported) for a patch-p network, as pooling makes LeNet fail at ±8."""
     on = aliased(freqs, shape, p)
@@ -63,6 +73,15 @@ def aliased_energy(patterns: np.ndarray, shape, p: int) -> float:
     k1, k2 = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     on = aliased(np.stack([k1.ravel(), k2.ravel()], 1), shape, p).reshape(h, w)
     return float(energy[on].sum() / energy.sum())
+
+
+def spectral_gap(eigenvalues: np.ndarray, rank: int) -> tuple[int, float]:
+    """(k, λ_{k-1} / λ_k) at the largest drop between consecutive eigenvalues: k NADs above it.
+    Searched over the first 90 % of the estimate's rank (its last eigenvalues are rounding noise)."""
+    vals = np.asarray(eigenvalues, dtype=np.float64)[: max(2, int(0.9 * rank))]
+    ratio = vals[:-1] / np.maximum(vals[1:], np.finfo(float).tiny)
+    i = int(np.argmax(ratio))
+    return i + 1, float(ratio[i])
 
 
 def radial_profile(nads: np.ndarray, shape) -> np.ndarray:
@@ -91,6 +110,8 @@ def sections(root: Path, archs, out: Path) -> list:
                            "Spearman ρ(index, radial frequency), first NADs": m["index_frequency_spearman"],
                            **{f"mean radial frequency |k|, NADs {g}": r
                               for g, r in radius_by_group(nads[arch], shape).items()}})
+        k, drop = spectral_gap(vals[arch], m["rank"])
+        s.table.update({"largest spectral gap λ_(k-1) / λ_k": drop, "NADs above it (k)": k})
         if arch in archs.sweep:
             _, grid, sm = _sweep(root, arch, "fourier")
             _, curve, _ = _sweep(root, arch, "nad")
@@ -108,6 +129,8 @@ def sections(root: Path, archs, out: Path) -> list:
                             "NAD sweep: Spearman ρ(index, test accuracy)": float(rho),
                             "predicted vs measured, Spearman, Fourier": pm["spearman_fourier"],
                             "predicted vs measured, Spearman, NADs": pm["spearman_nad"]})
+            if drop > GAP:
+                s.claims.append(Claim(*gap_claim(*curves[arch], k)))
             if p:
                 s.claims.append(Claim(*patch_claim(arch, freqs, acc, shape, p)))
         if p:

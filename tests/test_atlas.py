@@ -85,3 +85,18 @@ def test_aliased_energy_is_one_for_patch_periodic_patterns_and_small_for_noise()
     assert atlas.aliased_energy(periodic, SHAPE, 4) == pytest.approx(1.0)
     noise = rng.standard_normal((200, 1024))
     assert atlas.aliased_energy(noise, SHAPE, 4) == pytest.approx(15 / 1024, rel=0.1)
+
+
+def test_spectral_gap_finds_the_cliff_within_the_rank():
+    vals = np.concatenate([np.linspace(2.0, 1.0, 16), np.linspace(1e-4, 1e-5, 1000), [1e-30] * 8])
+    assert atlas.spectral_gap(vals, rank=1016) == (16, pytest.approx(1.0 / 1e-4))
+    flat = np.linspace(2.0, 1.0, 1024)
+    k, drop = atlas.spectral_gap(np.concatenate([flat[:1016], [1e-30] * 8]), rank=1016)
+    assert drop < 1.01   # the rounding-noise tail beyond the rank is not searched
+
+
+def test_gap_claim_needs_learned_above_and_chance_below():
+    idx = np.array([0, 1, 5, 10, 20, 50, 100])
+    assert atlas.gap_claim(idx, np.array([0.99, 0.99, 0.98, 0.99, 0.5, 0.49, 0.5]), 16)[2] is True
+    text, evidence, ok = atlas.gap_claim(idx, np.array([0.99, 0.99, 0.98, 0.99, 0.9, 0.49, 0.5]), 16)
+    assert not ok and evidence == "test accuracy 0.980 to 0.990 at the 4 swept i < 16, 0.490 to 0.900 at the 3 others"
