@@ -54,6 +54,20 @@ def gap_claim(indices, acc, k: int):
     return text, evidence, bool(len(above) and len(below) and np.nanmin(above) > 0.8 and np.nanmax(below) < 0.6)
 
 
+LEARNED = 0.6   # test accuracy above chance: 9 binomial sd at 2 000 test samples
+
+
+def separation(score: np.ndarray, acc: np.ndarray) -> float:
+    """The probability that a learned direction (test accuracy >= LEARNED) scores above one at
+    chance (the AUC); NaN unless there are both. Rank correlation over a grid mostly at chance
+    ranks noise; this asks only whether the score puts the learned directions first."""
+    ok = np.isfinite(acc)
+    hi, lo = score[ok & (acc >= LEARNED)], score[ok & (acc < LEARNED)]
+    if not len(hi) or not len(lo):
+        return float("nan")
+    return float(((hi[:, None] > lo[None, :]).sum() + 0.5 * (hi[:, None] == lo[None, :]).sum()) / (len(hi) * len(lo)))
+
+
 def patch_claim(arch: str, freqs, acc, shape, p: int):
     """(claim text, evidence, supported) for a patch-p network, as pooling makes LeNet fail at ±8."""
     on = aliased(freqs, shape, p)
@@ -128,7 +142,12 @@ def sections(root: Path, archs, out: Path) -> list:
                             "Fourier directions: fraction above 0.9": sm["frac_test_acc_above_0.9"],
                             "NAD sweep: Spearman ρ(index, test accuracy)": float(rho),
                             "predicted vs measured, Spearman, Fourier": pm["spearman_fourier"],
-                            "predicted vs measured, Spearman, NADs": pm["spearman_nad"]})
+                            "predicted vs measured, Spearman, NADs": pm["spearman_nad"],
+                            f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, Fourier":
+                                separation(score, acc),
+                            f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, NADs":
+                                separation(_floats(files.read_csv(root / "results/predict" / arch / "nad.csv"),
+                                                   "score"), curves[arch][1])})
             if drop > GAP:
                 s.claims.append(Claim(*gap_claim(*curves[arch], k)))
             if p:
