@@ -17,6 +17,7 @@ from scipy.stats import spearmanr
 
 from . import files, plots
 from .models import get_model
+from .predict import LEARNED
 from .compare import radius_by_group
 
 SHOWN = (0, 1, 2, 3, 5, 10, 50, 100, 500)   # NADs drawn per architecture
@@ -52,20 +53,6 @@ def gap_claim(indices, acc, k: int):
     evidence = (f"test accuracy {np.nanmin(above):.3f} to {np.nanmax(above):.3f} at the {len(above)} swept i < {k}, "
                 f"{np.nanmin(below):.3f} to {np.nanmax(below):.3f} at the {len(below)} others")
     return text, evidence, bool(len(above) and len(below) and np.nanmin(above) > 0.8 and np.nanmax(below) < 0.6)
-
-
-LEARNED = 0.6   # test accuracy above chance: 9 binomial sd at 2 000 test samples
-
-
-def separation(score: np.ndarray, acc: np.ndarray) -> float:
-    """The probability that a learned direction (test accuracy >= LEARNED) scores above one at
-    chance (the AUC); NaN unless there are both. Rank correlation over a grid mostly at chance
-    ranks noise; this asks only whether the score puts the learned directions first."""
-    ok = np.isfinite(acc)
-    hi, lo = score[ok & (acc >= LEARNED)], score[ok & (acc < LEARNED)]
-    if not len(hi) or not len(lo):
-        return float("nan")
-    return float(((hi[:, None] > lo[None, :]).sum() + 0.5 * (hi[:, None] == lo[None, :]).sum()) / (len(hi) * len(lo)))
 
 
 def patch_claim(arch: str, freqs, acc, shape, p: int):
@@ -144,10 +131,9 @@ def sections(root: Path, archs, out: Path) -> list:
                             "predicted vs measured, Spearman, Fourier": pm["spearman_fourier"],
                             "predicted vs measured, Spearman, NADs": pm["spearman_nad"],
                             f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, Fourier":
-                                separation(score, acc),
+                                pm["auc_fourier"],
                             f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, NADs":
-                                separation(_floats(files.read_csv(root / "results/predict" / arch / "nad.csv"),
-                                                   "score"), curves[arch][1])})
+                                pm["auc_nad"]})
             if drop > GAP:
                 s.claims.append(Claim(*gap_claim(*curves[arch], k)))
             if p:

@@ -13,12 +13,18 @@ lambda_i, i.e. the gradient covariance Sigma = sum_i lambda_i u_i u_i^T):
   whatever its phase.
 
 Scores rank directions: a higher score predicts a higher test accuracy on D(v).
+`agreement` measures a ranking against measured accuracies two ways: Spearman's
+rho, and the AUC of the learned directions over those at chance (over a grid mostly
+at chance, rho also ranks the noise among the chance cells; the AUC does not).
 Computing them costs one matrix product (energy) or one FFT of the NADs
 (shift): a full 32 x 32 Fourier grid takes well under a second on a CPU.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+from scipy.stats import spearmanr
 
 from .config import ParamError
 
@@ -55,3 +61,26 @@ def scores(nads: np.ndarray, eigenvalues: np.ndarray, directions: np.ndarray, sh
     sigma = np.einsum("k,kahw,kbhw->hwab", lam, u, u.conj())           # C x C per frequency
     vf = np.fft.fft2(v.reshape(-1, c, h, w), norm="ortho")              # (n, C, H, W)
     return np.einsum("nahw,hwab,nbhw->n", vf.conj(), sigma, vf).real
+
+
+LEARNED = 0.6   # test accuracy above chance: 9 binomial sd at 2 000 test samples
+
+
+def separation(score: np.ndarray, acc: np.ndarray) -> float:
+    """The probability that a learned direction (test accuracy >= LEARNED) scores above one
+    at chance, ties counting half (the AUC); NaN unless there are both."""
+    hi, lo = score[acc >= LEARNED], score[acc < LEARNED]
+    if not len(hi) or not len(lo):
+        return float("nan")
+    return float(((hi[:, None] > lo[None, :]).sum() + 0.5 * (hi[:, None] == lo[None, :]).sum()) / (len(hi) * len(lo)))
+
+
+def agreement(score, acc) -> dict:
+    """{"spearman", "auc"} of scores against measured test accuracies, over the finite ones
+    (NaN where the accuracies do not vary, or none is learned or none at chance)."""
+    score, acc = np.asarray(score, dtype=np.float64), np.asarray(acc, dtype=np.float64)
+    ok = np.isfinite(acc)
+    with warnings.catch_warnings():   # constant accuracies (logistic regression learns all): NaN
+        warnings.simplefilter("ignore")
+        rho = spearmanr(score[ok], acc[ok]).statistic
+    return {"spearman": float(rho), "auc": separation(score[ok], acc[ok])}

@@ -16,7 +16,7 @@ import numpy as np
 import yaml
 from scipy.stats import spearmanr
 
-from . import files
+from . import files, predict
 
 
 @dataclass
@@ -118,9 +118,13 @@ def predict_section(root: Path, arch: str) -> Section:
     m = _json(d / "metrics.json", f"predict@{arch}")
     return Section(f"{arch}: learnability predicted from its NADs alone", [d / "grid.png", d / "curve.png"],
                    {"rule": m["rule"], "Spearman(score, test accuracy), Fourier directions": m["spearman_fourier"],
-                    "Spearman(score, test accuracy), NADs": m["spearman_nad"]},
+                    "Spearman(score, test accuracy), NADs": m["spearman_nad"],
+                    "AUC of learned over chance directions, Fourier": m["auc_fourier"],
+                    "AUC of learned over chance directions, NADs": m["auc_nad"]},
                    note="Beyond the paper: a score per direction from the NAD estimate (nads/predict.py), "
-                        "ranked against the measured sweeps; NaN where the accuracies do not vary.")
+                        "ranked against the measured sweeps (Spearman), and whether it puts the learned "
+                        f"directions (test accuracy ≥ {predict.LEARNED}) before those at chance (AUC); NaN where "
+                        "there is nothing to rank.")
 
 
 def poison_section(root: Path, arch: str) -> Section:

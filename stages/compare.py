@@ -3,7 +3,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from nads import compare, files, plots, predict, published
 from nads.directions import fourier_directions
@@ -58,7 +57,7 @@ def main(arch: str) -> None:
 
 
 def predicted(ref, ours, vals) -> dict:
-    """Spearman of the predicted score (stages.predict's rule) and the published accuracies:
+    """Spearman and AUC of the predicted score (stages.predict's rule) against the published accuracies:
     from the published NADs and from ours, on their grid (stride 2) and, with theirs, their curve."""
     freqs, v = fourier_directions(SHAPE, 2)
     acc = published.grid_at(ref.grid, freqs, SHAPE)
@@ -66,11 +65,11 @@ def predicted(ref, ours, vals) -> dict:
     out = {}
     for who, (nads, lam) in (("published", (ref.nads, ref.eigenvalues)), ("ours", (ours, vals))):
         score = predict.scores(nads, lam, v[ok], SHAPE, RULE)
-        out[f"predicted_spearman_grid_{who}_nads"] = float(spearmanr(score, acc[ok]).statistic)
+        out.update({f"predicted_{k}_grid_{who}_nads": x for k, x in predict.agreement(score, acc[ok]).items()})
     if ref.curve is not None:
         idx, acc = ref.curve
         score = predict.scores(ref.nads, ref.eigenvalues, ref.nads[idx], SHAPE, RULE)
-        out["predicted_spearman_curve_published_nads"] = float(spearmanr(score, acc).statistic)
+        out.update({f"predicted_{k}_curve_published_nads": x for k, x in predict.agreement(score, acc).items()})
     return out
 
 

@@ -2,13 +2,13 @@
 
 The score of a direction (nads.predict, rule RULE) for every Fourier direction and
 NAD the sweeps measured; the Spearman correlation of score and test accuracy per
-family says how well the NADs alone rank what the network learns."""
+family (and the AUC of learned over chance directions) says how well the NADs alone rank what
+the network learns."""
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from nads import files, plots, predict
 from nads.directions import fourier_directions
@@ -35,8 +35,9 @@ def main(arch: str) -> None:
         indices = np.array(curve["index"], dtype=int)
         along = predict.scores(nads, vals, nads[indices], shape, RULE)
         on_nads = np.array(curve["test_acc"], dtype=float)
-        metrics = {"rule": RULE, "spearman_fourier": _spearman(fourier, measured),
-                   "spearman_nad": _spearman(along, on_nads), "n_fourier": len(fourier), "n_nad": len(along)}
+        metrics = {"rule": RULE, "n_fourier": len(fourier), "n_nad": len(along)}
+        for family, score, acc in (("fourier", fourier, measured), ("nad", along, on_nads)):
+            metrics.update({f"{k}_{family}": v for k, v in predict.agreement(score, acc).items()})
         files.write_csv(out / "fourier.csv", {"k1": freqs[:, 0], "k2": freqs[:, 1], "score": fourier,
                                               "test_acc": measured})
         files.write_csv(out / "nad.csv", {"index": indices, "score": along, "test_acc": on_nads})
@@ -48,11 +49,6 @@ def main(arch: str) -> None:
         st.finish(metrics, out / "metrics.json", out / "grid.png", out / "curve.png", out / "fourier.csv",
                   out / "nad.csv")
         st.log({"timing.fourier_seconds": seconds})  # MLflow only: not reproducible
-
-
-def _spearman(score, acc) -> float:
-    ok = np.isfinite(acc)
-    return float(spearmanr(score[ok], acc[ok]).statistic)
 
 
 if __name__ == "__main__":

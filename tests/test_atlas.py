@@ -101,10 +101,3 @@ def test_gap_claim_needs_learned_above_and_chance_below():
     text, evidence, ok = atlas.gap_claim(idx, np.array([0.99, 0.99, 0.98, 0.99, 0.9, 0.49, 0.5]), 16)
     assert not ok and evidence == "test accuracy 0.980 to 0.990 at the 4 swept i < 16, 0.490 to 0.900 at the 3 others"
 
-
-def test_separation_is_the_auc_of_learned_over_chance_directions():
-    acc = np.array([0.99, 0.95, 0.5, 0.51, 0.49, np.nan])
-    assert atlas.separation(np.array([5.0, 4.0, 1.0, 2.0, 3.0, 9.0]), acc) == 1.0
-    assert atlas.separation(np.array([1.0, 4.0, 2.0, 5.0, 3.0, 0.0]), acc) == pytest.approx(2 / 6)
-    assert atlas.separation(np.array([3.0, 3.0, 3.0, 1.0, 1.0, 0.0]), acc) == pytest.approx(5 / 6)  # a tie: half
-    assert np.isnan(atlas.separation(np.ones(3), np.array([0.9, 0.95, 0.99])))

@@ -113,16 +113,32 @@ def test_on_the_published_grids_shift_beats_energy_on_resnet18(tmp_path):
     with tarfile.open(SHARED) as tar:
         tar.extractall(tmp_path, filter="data")
     freqs, v = fourier_directions((1, 32, 32), 2)
-    rho = {}
+    rho, auc = {}, {}
     for arch in ("lenet", "resnet18", "vgg11_bn", "densenet121"):
         ref = published.load(tmp_path, arch)
         acc = published.grid_at(ref.grid, freqs, (1, 32, 32))
         ok = np.isfinite(acc)
         for rule in predict.RULES:
-            rho[arch, rule] = spearmanr(predict.scores(ref.nads, ref.eigenvalues, v[ok], (1, 32, 32), rule),
-                                        acc[ok]).statistic
+            score = predict.scores(ref.nads, ref.eigenvalues, v[ok], (1, 32, 32), rule)
+            rho[arch, rule] = spearmanr(score, acc[ok]).statistic
+            auc[arch, rule] = predict.agreement(score, acc)["auc"] if rule == "shift" else None
+            if rule == "shift":
+                assert predict.agreement(score, acc[ok])["spearman"] == pytest.approx(rho[arch, rule])
     assert sum(np.isfinite(published.grid_at(ref.grid, freqs, (1, 32, 32)))) == 130
     np.testing.assert_allclose([rho[a, "energy"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
                                [0.709, 0.837, 0.731, 0.435], atol=0.002)
     np.testing.assert_allclose([rho[a, "shift"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
                                [0.710, 0.935, 0.728, 0.435], atol=0.002)
+    # Learned (>= 0.6) against chance: the score puts them first almost always.
+    np.testing.assert_allclose([auc[a, "shift"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
+                               [0.977, 1.000, 0.923, 0.987], atol=0.002)
+
+
+def test_agreement_auc_is_the_probability_a_learned_direction_scores_above_one_at_chance():
+    acc = np.array([0.99, 0.95, 0.5, 0.51, 0.49, np.nan])   # NaN: a diverged classifier, left out
+    assert predict.agreement(np.array([5.0, 4.0, 1.0, 2.0, 3.0, 9.0]), acc)["auc"] == 1.0
+    assert predict.agreement(np.array([1.0, 4.0, 2.0, 5.0, 3.0, 0.0]), acc)["auc"] == pytest.approx(2 / 6)
+    assert predict.agreement(np.array([3.0, 3.0, 3.0, 1.0, 1.0, 0.0]), acc)["auc"] == pytest.approx(5 / 6)
+    flat = predict.agreement(np.arange(3.0), np.array([0.9, 0.95, 0.99]))   # none at chance
+    assert np.isnan(flat["auc"]) and flat["spearman"] == pytest.approx(1.0)
+    assert np.isnan(predict.agreement(np.arange(3.0), np.ones(3))["spearman"])
