@@ -2,6 +2,7 @@
 import pickle
 from pathlib import Path
 import tarfile
+import urllib.request
 
 import numpy as np
 import pytest
@@ -148,6 +149,10 @@ def test_unreachable_download_fails_clearly(tmp_path, monkeypatch):
     # A proxy that refuses every connection: the download cannot succeed, online or not.
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(var, "http://127.0.0.1:9")
+    # urlopen builds one opener per process, with the proxies of its first call, and keeps it:
+    # the one built here (through the dead proxy) must not outlive the test. It did, and every
+    # later urlopen of the test process failed (tests/test_ui.py's health check, for minutes).
+    monkeypatch.setattr(urllib.request, "_opener", None)
     with pytest.raises(SourceError, match="could not download CIFAR-10 from https://www.cs.toronto.edu/.*"
                                           "give a local copy: make repro CIFAR10=/path/to/cifar-10-python.tar.gz"):
         datasets.fetch(tmp_path / "raw")

@@ -262,7 +262,7 @@ def test_report_holds_every_figure_and_claim(built):
         ["curve.png", "bars.png"]
     assert page.count("<img ") == len(figures) and page.count("data:image/png;base64,") == len(figures)
     summary = (repo.path / "results/report/summary.md").read_text()
-    assert "profile **quick**" in summary and repo.git("rev-parse", "HEAD").stdout.strip() in summary
+    assert "profile quick, git commit " + repo.git("rev-parse", "HEAD").stdout.strip() in summary
     for title in ("NADs of lenet", "lenet on D(v), Fourier directions", "lenet on D(u_i), its own NADs",
                   "lenet: learnability predicted from its NADs alone",
                   "lenet on CIFAR-10 with NAD carriers", "lenet on CIFAR-10 in the flipped NAD basis"):

@@ -151,4 +151,5 @@ def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_record
     assert (fourier.dataset.name, fourier.dataset.digest) == ("data/synthetic", bank)
     assert {t.key: t.value for t in fourier.tags} == {"dvc_stage": "synthetic"}
     assert json.loads(fourier.dataset.source) == {"uri": (repo.path / "data/synthetic").as_uri()}
-    assert len(runs["report"].inputs.dataset_inputs) == 6  # results/nads, sweep, predict, poison, flip, compare
+    # data/synthetic/meta.json (the atlas reads the grid's shape), results/nads, sweep, predict, poison, flip, compare
+    assert len(runs["report"].inputs.dataset_inputs) == 7
