@@ -8,17 +8,15 @@ reruns no stage but the report.
 """
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 
 from . import files, plots
-from .models import get_model
-from .predict import LEARNED
 from .compare import radius_by_group
+from .models import get_model
+from .predict import LEARNED, agreement
 
 SHOWN = (0, 1, 2, 3, 5, 10, 50, 100, 500)   # NADs drawn per architecture
 GROUP = 32                                   # radial frequency: mean over blocks of this many NADs
@@ -122,9 +120,7 @@ def sections(root: Path, archs, out: Path) -> list:
             score = _floats(files.read_csv(root / "results/predict" / arch / "fourier.csv"), "score")
             grids[arch] = (freqs, acc, score)
             curves[arch] = (_floats(curve, "index").astype(int), _floats(curve, "test_acc"))
-            with warnings.catch_warnings():   # a flat curve (logistic regression learns every NAD): NaN
-                warnings.simplefilter("ignore")
-                rho = spearmanr(*curves[arch], nan_policy="omit").statistic
+            rho = agreement(*curves[arch])["spearman"]   # of index and accuracy (NaN for a flat curve)
             s.table.update({"Fourier directions: mean test accuracy": sm["mean_test_acc"],
                             "Fourier directions: fraction above 0.9": sm["frac_test_acc_above_0.9"],
                             "NAD sweep: Spearman ρ(index, test accuracy)": float(rho),
