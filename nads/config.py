@@ -30,6 +30,7 @@ class ParamError(InputError):
 
 
 def _fail(key: str, value, allowed: str):
+    value = list(value) if isinstance(value, tuple) else value   # as params.yaml writes it
     raise ParamError(f"{key} = {value!r}: {allowed}")
 
 

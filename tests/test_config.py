@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
     ({"fourier_stride": 0}, "synthetic.fourier_stride = 0", "dividing"),
     ({"epsilon": "big"}, "synthetic.epsilon = 'big'", "must be a number"),
     ({"epsilon": True}, "synthetic.epsilon = True", "must be a number"),
-    ({"input_shape": [1, 32]}, "synthetic.input_shape = (1, 32)", "[C, H, W]"),
-    ({"input_shape": [1, 31, 32]}, "synthetic.input_shape = (1, 31, 32)", "even"),
+    ({"input_shape": [1, 32]}, "synthetic.input_shape = [1, 32]", "[C, H, W]"),
+    ({"input_shape": [1, 31, 32]}, "synthetic.input_shape = [1, 31, 32]", "even"),
     ({"epsilonn": 1.0}, "synthetic.epsilonn = 1.0", "unknown key; allowed keys: input_shape, epsilon"),
 ])
 def test_bad_values_give_one_line_naming_key_value_and_rule(raw, key, fragment):
@@ -81,6 +81,7 @@ def _profile(**changes) -> dict:
     ({"archs": {"sweep": ["logreg", "lenet", "vgg11_bn"]}},
      "archs.sweep = ['logreg', 'lenet', 'vgg11_bn']: vgg11_bn not in archs.nads"),
     ({"archs": {"poison": ["lenett"]}}, "archs.poison: arch = 'lenett': unknown architecture; did you mean lenet?"),
+    ({"archs": {"nads": [], "sweep": []}}, "archs.nads = []: must list at least one architecture"),
     ({"device": "gpu"}, "device = 'gpu': allowed: auto, cpu, cuda, cuda:N"),
     ({"models_per_batch": -1}, "models_per_batch = -1: must be an integer >= 0"),
     ({"nads": {"input_shape": [1, 16, 16]}}, "nads.input_shape = [1, 16, 16]: must be [1, 32, 32]: the sweep trains"),
@@ -120,3 +121,11 @@ def test_values_read_as_dvc_reads_them(tmp_path):
 def test_device_and_precision_are_checked(section, raw, message):
     with pytest.raises(ParamError, match=message.replace("(", r"\(")):
         section.parse(raw)
+
+
+def test_poison_and_flip_may_run_no_architecture(tmp_path):
+    """The atlas profile trains nothing on CIFAR-10: its DVC matrices of poison and flip are empty."""
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(_profile(archs={"poison": [], "flip": [], "compare": []})))
+    archs = config.load(p)["archs"]
+    assert archs.poison == () and archs.flip == () and archs.nads == ("logreg", "lenet")
