@@ -144,6 +144,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_estimate)
 
+    from . import predict
+
     p = sub.add_parser("predict", help="predicted learnability of directions, from an NAD estimate alone",
                        description="Scores directions v (higher: D(v) predicted easier to learn) from NADs and "
                                    "eigenvalues: the pipeline's (--arch) or any files (the published ones too). "
@@ -152,7 +154,7 @@ def main(argv=None) -> int:
     source.add_argument("--arch", help="the NADs of nads@ARCH (results/nads/ARCH)")
     source.add_argument("--nads-file", help="an .npy of NADs, one per row (needs --eigenvalues-file)")
     p.add_argument("--eigenvalues-file", help="an .npy of their eigenvalues, in the order of the rows")
-    p.add_argument("--eigenvalues-kind", default="covariance", choices=["covariance", "singular"],
+    p.add_argument("--eigenvalues-kind", default=predict.KINDS[0], choices=predict.KINDS,
                    help="covariance eigenvalues (this project's), or PCA singular values sqrt((n-1) lambda) "
                         "(the published *_eigenvals.npy); default covariance")
     p.add_argument("--directions", default="fourier",
@@ -160,7 +162,7 @@ def main(argv=None) -> int:
                         "(one direction per row)")
     p.add_argument("--stride", type=int, default=1, help="Fourier grid stride (default 1: every frequency)")
     p.add_argument("--input-shape", type=_shape, default=(1, 32, 32), metavar="C,H,W")
-    p.add_argument("--rule", default="shift", choices=["shift", "energy"],
+    p.add_argument("--rule", default=predict.RULE, choices=predict.RULES,
                    help="shift: gradient energy averaged over image shifts (default); energy: v^T Sigma v")
     p.add_argument("--out", required=True, help="output .csv file")
     p.set_defaults(func=_predict)

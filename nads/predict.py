@@ -29,6 +29,8 @@ from scipy.stats import spearmanr
 from .config import ParamError
 
 RULES = ("energy", "shift")
+RULE = "shift"   # the default, and the one rule the stages use for every architecture (README)
+KINDS = ("covariance", "singular")   # what an eigenvalues file holds (covariance_eigenvalues)
 
 
 def covariance_eigenvalues(values: np.ndarray, kind: str = "covariance") -> np.ndarray:
@@ -40,10 +42,10 @@ def covariance_eigenvalues(values: np.ndarray, kind: str = "covariance") -> np.n
         return values
     if kind == "singular":
         return values ** 2
-    raise ParamError(f"eigenvalue kind = {kind!r}: allowed: covariance, singular")
+    raise ParamError(f"eigenvalue kind = {kind!r}: allowed: {', '.join(KINDS)}")
 
 
-def scores(nads: np.ndarray, eigenvalues: np.ndarray, directions: np.ndarray, shape, rule: str = "shift") -> np.ndarray:
+def scores(nads: np.ndarray, eigenvalues: np.ndarray, directions: np.ndarray, shape, rule: str = RULE) -> np.ndarray:
     """Score of each row of `directions` (n, D) for an NAD estimate: `nads` (K, D) rows,
     `eigenvalues` (K,) of the covariance, inputs of `shape` (C, H, W) with C*H*W = D."""
     if rule not in RULES:

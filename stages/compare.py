@@ -7,7 +7,6 @@ import numpy as np
 from nads import compare, files, plots, predict, published
 from nads.directions import fourier_directions
 from stages.common import load_nads, stage
-from stages.predict import RULE
 
 SHAPE = (1, 32, 32)  # the published NADs' input shape
 SHOWN = (0, 1, 2, 3, 5, 10, 20, 50, 100, 300)
@@ -57,18 +56,18 @@ def main(arch: str) -> None:
 
 
 def predicted(ref, ours, vals) -> dict:
-    """Spearman and AUC of the predicted score (stages.predict's rule) against the published accuracies:
+    """Spearman and AUC of the predicted score (the default rule, as the predict stage) against the published accuracies:
     from the published NADs and from ours, on their grid (stride 2) and, with theirs, their curve."""
     freqs, v = fourier_directions(SHAPE, 2)
     acc = published.grid_at(ref.grid, freqs, SHAPE)
     ok = np.isfinite(acc)
     out = {}
     for who, (nads, lam) in (("published", (ref.nads, ref.eigenvalues)), ("ours", (ours, vals))):
-        score = predict.scores(nads, lam, v[ok], SHAPE, RULE)
+        score = predict.scores(nads, lam, v[ok], SHAPE)
         out.update({f"predicted_{k}_grid_{who}_nads": x for k, x in predict.agreement(score, acc[ok]).items()})
     if ref.curve is not None:
         idx, acc = ref.curve
-        score = predict.scores(ref.nads, ref.eigenvalues, ref.nads[idx], SHAPE, RULE)
+        score = predict.scores(ref.nads, ref.eigenvalues, ref.nads[idx], SHAPE)
         out.update({f"predicted_{k}_curve_published_nads": x for k, x in predict.agreement(score, acc).items()})
     return out
 

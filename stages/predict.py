@@ -1,6 +1,6 @@
 """Stage `predict@<arch>`: learnability predicted from the NADs alone, against the measured sweeps.
 
-The score of a direction (nads.predict, rule RULE) for every Fourier direction and
+The score of a direction (nads.predict, its rule RULE) for every Fourier direction and
 NAD the sweeps measured; the Spearman correlation of score and test accuracy per
 family (and the AUC of learned over chance directions) says how well the NADs alone rank what
 the network learns."""
@@ -12,9 +12,8 @@ import numpy as np
 
 from nads import files, plots, predict
 from nads.directions import fourier_directions
+from nads.predict import RULE
 from stages.common import load_nads, stage
-
-RULE = "shift"  # one rule for every architecture (README: "Predicted learnability")
 
 
 def main(arch: str) -> None:
