@@ -1,21 +1,79 @@
 # The README's two commands:  `make repro`  and  `make test`.
-# Each creates .venv and installs the project into it when that is missing.
+# Each creates .venv when it is missing and installs exactly the lock into it: requirements/main.txt
+# for the pipeline, requirements/test.txt (main + ray, timm, pytest) for the tests. Every package
+# is pinned with its hashes (`make lock` writes them; `make lock-check` says whether they are stale).
+# NADS_VENV=0 uses the Python environment already there (the container's) and installs nothing.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(CURDIR)/$(VENV)/bin
-STAMP  := $(VENV)/.installed
+UV     := uv==0.13.9
 # Stage commands call `python` and `dvc`: make them the virtualenv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install repro test test-fast profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
+.PHONY: install install-test repro test test-fast lock lock-check profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
 
-install: $(STAMP)
+ifeq ($(NADS_VENV),0)
+MAIN :=
+TEST :=
+else
+MAIN := $(VENV)/.installed-main
+TEST := $(VENV)/.installed-test
+endif
 
-$(STAMP): pyproject.toml
+install: $(MAIN)
+install-test: $(TEST)
+
+$(VENV)/bin/python:
+	@echo "creating $(VENV) with $$($(PYTHON) --version)"
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
-	touch $(STAMP)
+
+# pip checks every file against the lock's hashes; nads itself (editable) is built with the
+# locked setuptools, so nothing is fetched beyond the lock.
+define install_lock
+	@echo "installing $(1) into $(VENV) (about 3 minutes the first time: torch is 900 MB)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --require-hashes -r $(1)
+	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+endef
+
+$(VENV)/.installed-main: requirements/main.txt pyproject.toml | $(VENV)/bin/python
+	$(call install_lock,requirements/main.txt)
+	touch $@
+
+$(VENV)/.installed-test: requirements/test.txt $(VENV)/.installed-main
+	$(call install_lock,requirements/test.txt)
+	touch $@
+
+# The locks, from pyproject.toml (whose ranges stay, for people who use nads as a library),
+# requirements/pins.txt and build.in: for Linux x86-64 and Python 3.11, where results are the
+# same bit for bit on any CPU (nads/portable.py); PyPI's builds (torch's is the CUDA build).
+# Versions already locked are kept unless the inputs exclude them (UPGRADE=1: newest allowed).
+LOCK_ARGS = --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --custom-compile-command "make lock" \
+	$(if $(UPGRADE),--upgrade)
+define compile_locks
+	cd $(1) && $(BIN)/uv pip compile $(LOCK_ARGS) pyproject.toml requirements/build.in -c requirements/pins.txt \
+	  -o requirements/main.txt
+	cd $(1) && $(BIN)/uv pip compile $(LOCK_ARGS) pyproject.toml requirements/build.in --extra test \
+	  -c requirements/main.txt -o requirements/test.txt
+endef
+
+$(BIN)/uv: | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(UV)'
+
+lock: $(BIN)/uv
+	$(call compile_locks,.)
+	$(BIN)/python -m nads.environment versions
+
+# CI: the locks must be what `make lock` writes from today's inputs (pyproject.toml, pins, build.in),
+# compiled in a copy so that the committed files stay as they are.
+lock-check: $(BIN)/uv
+	@rm -rf .nads/lock-check && mkdir -p .nads/lock-check && cp -r pyproject.toml README.md requirements .nads/lock-check/
+	$(call compile_locks,.nads/lock-check)
+	@diff -u requirements/main.txt .nads/lock-check/requirements/main.txt \
+	  && diff -u requirements/test.txt .nads/lock-check/requirements/test.txt \
+	  || { echo "error: requirements/*.txt are stale: run make lock and commit them" >&2; exit 1; }
+	@$(BIN)/python -c "import sys; from nads.environment import versions_text, VERSIONS; \
+	  sys.exit(0 if VERSIONS.read_text() == versions_text() else 'error: requirements/versions.yaml is stale: run make lock')"
+	@echo "the locks are up to date"
 
 # Offline: `make repro CIFAR10=/path/to/cifar-10-python.tar.gz` (or its folder, an image-folder
 # tree or a .tar.gz of one). The copy's bytes become data/raw/cifar10 (DVC hashes them): the same
@@ -25,7 +83,7 @@ $(STAMP): pyproject.toml
 CIFAR10 ?=
 NADS_PUBLISHED ?=
 
-repro: $(STAMP)
+repro: $(MAIN)
 ifdef CIFAR10
 	CIFAR10='$(abspath $(CIFAR10))' dvc repro --force --single-item fetch@cifar10
 endif
@@ -34,14 +92,14 @@ ifdef NADS_PUBLISHED
 endif
 	dvc repro
 
-test: $(STAMP)
+test: $(TEST)
 	python -m pytest
 
-test-fast: $(STAMP)
+test-fast: $(TEST)
 	python -m pytest -m "not slow"
 
 # On a GPU machine (issue #14): correctness against the CPU, throughput, paper-profile hours; ~6 minutes.
-gpu-check: $(STAMP)
+gpu-check: $(MAIN)
 	PYTHONPATH=. python benchmarks/gpu_check.py --out results/gpu_check
 
 profile-quick profile-paper profile-paper-cpu profile-atlas: profile-%:
@@ -52,7 +110,7 @@ profile-quick profile-paper profile-paper-cpu profile-atlas: profile-%:
 # printed address: MLflow 3's UI opens an experiment in its GenAI (traces) view otherwise.
 # One local user: one worker, no telemetry, no GenAI job runner (it starts 8 more processes).
 UI_PORT ?= 5000
-ui: $(STAMP)
+ui: $(MAIN)
 	@echo "MLflow UI, the runs of experiment nads: $$(python -m nads.tracking ui-url $(UI_PORT))"
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
 	  mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port $(UI_PORT) --workers 1

@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import progress, resume
+from . import portable, progress, resume
 from .config import DEVICES, EXECUTORS, ParamError, is_device
 from .progress import Monitor
 from .runtime import resolve_device
@@ -255,8 +255,10 @@ class RayExecutor:
     def _ray(self):
         ray = import_ray()
         if not ray.is_initialized():
+            # Workers start outside this process: they get the arithmetic settings explicitly.
             ray.init(address=None if self.address == "auto" else self.address,
-                     include_dashboard=False, log_to_driver=True)
+                     include_dashboard=False, log_to_driver=True,
+                     runtime_env={"env_vars": portable.environment()})
             # Say what was joined: a mistyped RAY_ADDRESS silently gives a new local cluster.
             res = ray.cluster_resources()
             print(f"Ray: {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs "
@@ -312,6 +314,10 @@ def _ray_call(fn, common, job, code: str):
     if code != fingerprint():
         raise ParamError(f"this Ray worker ({os.uname().nodename}) runs other nads code or another torch "
                          "version than the driver; install the same checkout and versions on every node")
+    try:
+        portable.check()
+    except RuntimeError as e:
+        raise ParamError(f"Ray worker {os.uname().nodename}: {e}") from None
     # Ray hands shared numpy arrays over zero-copy, read-only; jobs never write to them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     torch.set_num_threads(1)  # the task's one CPU, whatever OMP_NUM_THREADS says

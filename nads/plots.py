@@ -12,7 +12,8 @@ from . import files  # noqa: E402
 
 def save(fig, path) -> None:
     with files.atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        # No "Software: matplotlib version ..." chunk: a figure's bytes are its pixels only.
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
 
 

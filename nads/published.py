@@ -72,7 +72,7 @@ def fetch(dest, source: str | None = None, arch: str = "lenet") -> None:
             root = path
         elif path.is_file() and tarfile.is_tarfile(path):
             with tarfile.open(path) as tar:
-                tar.extractall(dest / ".unpacked", filter="data")
+                safe_extract(tar, dest / ".unpacked")
             root = dest / ".unpacked"
             tops = [p for p in root.iterdir()]
             if not (root / "LICENSE").exists() and len(tops) == 1 and tops[0].is_dir():
@@ -86,6 +86,20 @@ def fetch(dest, source: str | None = None, arch: str = "lenet") -> None:
             shutil.copyfile(root / name, dest / name)
         shutil.rmtree(dest / ".unpacked", ignore_errors=True)
     verify(dest, names, source or "the download")
+
+
+def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
+    """Extract only plain files and folders inside `dest`: tarfile's 'data' filter, or the same
+    refusals where Python predates it (3.11.0-3.11.3, e.g. Debian 12's 3.11.2)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(dest, filter="data")
+        return
+    root = Path(dest).resolve()
+    for m in tar.getmembers():
+        target = (root / m.name).resolve()
+        if not (m.isfile() or m.isdir()) or Path(m.name).is_absolute() or not target.is_relative_to(root):
+            raise ReferenceError(f"archive member {m.name!r}: not a plain file or folder inside the archive")
+    tar.extractall(dest)
 
 
 def verify(folder, names, source) -> None:

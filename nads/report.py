@@ -208,9 +208,10 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write(root: Path, out_dir: Path, params, commit: str) -> dict:
+def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = None) -> dict:
     """Write index.html and summary.md, and the atlas page (atlas.html, atlas.md, figures in atlas/),
-    for the checked params (a config.Params); return counts of claims."""
+    for the checked params (a config.Params) and the software `env` ({name: version}); return
+    counts of claims."""
     from . import atlas
 
     pages = {"index.html": ("nads results", build(root, params["archs"]), "summary.md"),
@@ -221,8 +222,10 @@ def write(root: Path, out_dir: Path, params, commit: str) -> dict:
     for name, (title, page, md_name) in pages.items():
         found = [c for s in page for c in s.claims]
         other = next(n for n in pages if n != name)
+        software = ", ".join(f"{k} {v}" for k, v in (env or {}).items())
         head = (f"profile {params.profile}, git commit {commit}; {sum(c.supported for c in found)} of {len(found)} "
-                f"claims supported; see also", pages[other][0], other, pages[other][2])
+                f"claims supported; computed with {software or 'an unrecorded environment'}; see also",
+                pages[other][0], other, pages[other][2])
         _write_page(title, head, params_yaml, page, out_dir, name, md_name)
     return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}
 

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import yaml
 
+from . import environment
 from .config import InputError
 from .files import pid_alive
 
@@ -314,7 +315,8 @@ def end_orphans(client, experiment_id: str) -> list[str]:
 def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
     """One MLflow run in experiment `nads`, named after the DVC stage (`label`, e.g. nads@lenet).
 
-    Tagged with the git commit, the profile, the host and process id; the
+    Tagged with the git commit, the profile, the host and process id, and what it
+    computes with (env.python, env.torch, env.cpu, env.gpu...: nads.environment.record); the
     stage's params are logged flat (`synthetic.epsilon`, ...). It ends FAILED
     if the stage raises, KILLED on KeyboardInterrupt (Ctrl-C, and SIGTERM in a
     stage program). Runs that killed processes left RUNNING are ended first.
@@ -333,6 +335,7 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
             "host": socket.gethostname(), "pid": str(os.getpid())}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    tags.update({f"env.{k}": v for k, v in environment.record().items()})
     try:
         experiment = _experiment_id(mlflow, artifacts)
         end_orphans(mlflow.MlflowClient(), experiment)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nads import config, files, resume, tracking
+from nads import config, environment, files, portable, resume, tracking
 from nads.executor import make_executor
 from nads.models import probe_model
 
@@ -83,6 +83,7 @@ def stage(name: str, label: str | None = None, all_params: bool = False, archs: 
     try:
         files.recover()
         params = config.load()
+        _check_environment()
         section = params.sections.get(name)
         arch, listed = logged.get("arch"), archs or name
         if arch is not None and arch not in getattr(params["archs"], listed):  # run by hand with another one
@@ -101,6 +102,17 @@ def stage(name: str, label: str | None = None, all_params: bool = False, archs: 
     except KeyboardInterrupt:
         print(f"{label}: interrupted; the previous outputs are unchanged", file=sys.stderr)
         sys.exit(130)
+
+
+def _check_environment() -> None:
+    """The locked packages, computing as on every other CPU (nads.environment, nads.portable)."""
+    problem = environment.check()
+    if problem:
+        raise config.InputError(problem)
+    try:
+        portable.check()
+    except RuntimeError as e:
+        raise config.InputError(str(e)) from None
 
 
 def check_model(arch: str, in_channels: int, num_classes: int, input_size: int, stage: str) -> None:

@@ -2,7 +2,9 @@
 (index.html, summary.md) and the atlas of the architectures side by side (atlas.html, atlas.md)."""
 from pathlib import Path
 
-from nads import report
+import platform
+
+from nads import environment, portable, report
 from nads.tracking import git_commit
 from stages.common import stage
 
@@ -10,7 +12,10 @@ from stages.common import stage
 def main() -> None:
     with stage("report", all_params=True) as st:
         out = st.folder("results/report")
-        metrics = report.write(Path("."), out, st.params, git_commit(Path(".")))
+        # What a machine of any CPU vendor computes alike (the CPU of each stage is in its MLflow run).
+        env = {"python": ".".join(platform.python_version_tuple()[:2]), **environment.installed(),
+               "arithmetic": "portable" if portable.enabled() else "this CPU's own (NADS_PORTABLE=0)"}
+        metrics = report.write(Path("."), out, st.params, git_commit(Path(".")), env)
         st.finish(metrics, out / "metrics.json", out / "index.html", out / "summary.md", out / "atlas.html",
                   out / "atlas.md", out / "atlas")
 

@@ -17,8 +17,8 @@ PACKAGES = ("nads", "stages")
 NOT_DEPS = {
     "nads/tracking.py": "MLflow logging: writes no DVC output (the report names the git commit, which DVC "
                         "does not track either)",
-    "nads/__init__.py": "package marker: a docstring and the version (test_package_markers_hold_no_code)",
-    "stages/__init__.py": "package marker: a docstring (test_package_markers_hold_no_code)",
+    "nads/environment.py": "checks that the installed packages are the locked ones and records them; "
+                           "the locked versions themselves are a dep (requirements/versions.yaml)",
 }
 
 
@@ -96,11 +96,15 @@ def test_the_import_reader_sees_imports_inside_functions_and_packages():
         closure(ROOT / "stages/synthetic.py")
 
 
-def test_package_markers_hold_no_code():
-    for marker in ("nads/__init__.py", "stages/__init__.py"):
-        body = ast.parse((ROOT / marker).read_text()).body
-        assert all(isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant) or
-                   isinstance(n, ast.Assign) and [t.id for t in n.targets] == ["__version__"] for n in body), marker
+# Stages whose outputs no library version can change: check-params writes nothing, reference
+# copies files it checks against their recorded sha256.
+NO_ENVIRONMENT = {"check-params", "reference"}
+
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_each_computing_stage_depends_on_the_locked_versions(name):
+    params = [p if isinstance(p, str) else next(iter(p)) for p in stages()[name].get("params", [])]
+    assert ("requirements/versions.yaml" in params) == (name not in NO_ENVIRONMENT), name
 
 
 def rewrite(text: str) -> str:

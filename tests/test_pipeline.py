@@ -5,6 +5,7 @@
 import hashlib
 import json
 import os
+import platform
 import shutil
 import signal
 import subprocess
@@ -263,6 +264,10 @@ def test_report_holds_every_figure_and_claim(built):
     assert page.count("<img ") == len(figures) and page.count("data:image/png;base64,") == len(figures)
     summary = (repo.path / "results/report/summary.md").read_text()
     assert "profile quick, git commit " + repo.git("rev-parse", "HEAD").stdout.strip() in summary
+    from importlib.metadata import version
+    python = ".".join(platform.python_version_tuple()[:2])
+    assert (f"computed with python {python}, torch {version('torch')}, torchvision {version('torchvision')}, "
+            in summary and f"matplotlib {version('matplotlib')}, arithmetic portable;" in summary)
     for title in ("NADs of lenet", "lenet on D(v), Fourier directions", "lenet on D(u_i), its own NADs",
                   "lenet: learnability predicted from its NADs alone",
                   "lenet on CIFAR-10 with NAD carriers", "lenet on CIFAR-10 in the flipped NAD basis"):

@@ -47,6 +47,14 @@ def test_stage_run_logs_params_metrics_artifacts_and_fails_cleanly(tmp_path, mon
     assert first["params.nads.n_networks"] == "8" and first["params.nads.shape"] == "[1, 2]"
     assert first["metrics.acc"] == 0.5 and first["metrics.nested.k"] == 2
     assert (tmp_path / "mlartifacts" / first["run_id"] / "artifacts" / "m.json").is_file()
+    # What it computed with: the installed versions, this CPU, the arithmetic settings.
+    from importlib.metadata import version
+    import platform
+    assert first["tags.env.torch"] == version("torch") and first["tags.env.numpy"] == version("numpy")
+    assert first["tags.env.matplotlib"] == version("matplotlib")
+    assert first["tags.env.python"] == platform.python_version()
+    assert first["tags.env.cpu"] and first["tags.env.cuda"]
+    assert first["tags.env.unlocked"] == "no"
 
 
 def test_experiment_opens_as_model_training_and_make_ui_points_at_its_runs(tmp_path, monkeypatch):

@@ -1,0 +1,52 @@
+"""The same bits on another x86-64 CPU (nads/portable.py).
+
+A real Intel and a real AMD machine are not both at hand in one test run, so
+the other CPUs are QEMU's: `qemu-x86_64 -cpu Haswell-v4` runs this machine's
+binaries on an emulated Intel Haswell (vendor GenuineIntel, AVX2 without
+AVX-512, its own cache sizes), `-cpu EPYC-Rome` on an emulated AMD Zen 2. The
+libraries see that CPU and dispatch for it; QEMU's floating point is IEEE-exact.
+"""
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = ROOT / "tests" / "portable_probe.py"
+
+
+def fingerprints(portable: bool = True, cpu: str | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NADS_PORTABLE": "1" if portable else "0"}
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env.pop(var, None)
+    cmd = [sys.executable, str(PROBE)]
+    if cpu:
+        cmd = ["qemu-x86_64", "-cpu", cpu, *cmd]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def here() -> dict:
+    return fingerprints()
+
+
+def test_the_settings_change_the_bits(here):
+    # Without them this CPU picks its own kernels (MKL's vendor path at least): other bits.
+    native = fingerprints(portable=False)
+    assert native != here
+    assert native["moments"] != here["moments"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
+                    reason="needs an x86-64 machine and qemu-user (apt-get install qemu-user)")
+@pytest.mark.parametrize("cpu", ["Haswell-v4", "EPYC-Rome"])
+def test_an_emulated_intel_and_amd_cpu_compute_the_same_bits(here, cpu):
+    assert fingerprints(cpu=cpu) == here
