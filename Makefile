@@ -109,8 +109,10 @@ profile-quick profile-paper profile-paper-cpu profile-atlas: profile-%:
 # The runs of experiment nads in MLflow's UI (make ui UI_PORT=5001: another port). Open the
 # printed address: MLflow 3's UI opens an experiment in its GenAI (traces) view otherwise.
 # One local user: one worker, no telemetry, no GenAI job runner (it starts 8 more processes).
+# In a container: UI_HOST=0.0.0.0 (the image's default) so that a published port answers.
 UI_PORT ?= 5000
+UI_HOST ?= 127.0.0.1
 ui: $(MAIN)
 	@echo "MLflow UI, the runs of experiment nads: $$(python -m nads.tracking ui-url $(UI_PORT))"
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-	  mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --port $(UI_PORT) --workers 1
+	  mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host $(UI_HOST) --port $(UI_PORT) --workers 1

@@ -92,7 +92,11 @@ def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
     """Extract only plain files and folders inside `dest`: tarfile's 'data' filter, or the same
     refusals where Python predates it (3.11.0-3.11.3, e.g. Debian 12's 3.11.2)."""
     if hasattr(tarfile, "data_filter"):
-        tar.extractall(dest, filter="data")
+        try:
+            tar.extractall(dest, filter="data")
+        except tarfile.FilterError as e:
+            raise ReferenceError(f"archive member {e.tarinfo.name!r}: not a plain file or folder inside "
+                                 "the archive") from None
         return
     root = Path(dest).resolve()
     for m in tar.getmembers():
