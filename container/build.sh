@@ -30,6 +30,16 @@ if [ -z "${BASE:-}" ]; then
     fi
 fi
 
+# Some hosts (containers themselves) refuse the default runtime's cgroups or rlimits: fall back
+# to runc with limits no higher than this shell's.
+engine=("$ENGINE") limits=()
+if ! "${engine[@]}" run --rm "$BASE" true >/dev/null 2>&1; then
+    engine=("$ENGINE" --runtime runc) limits=(--ulimit "nofile=$(ulimit -n):$(ulimit -n)" --ulimit nproc=4096:4096)
+    "${engine[@]}" run --rm "${limits[@]}" "$BASE" true >/dev/null ||
+        { echo "error: $ENGINE cannot start a container on this machine" >&2; exit 1; }
+    echo "note: $ENGINE's default runtime cannot start containers here; using: ${engine[*]} ${limits[*]}" >&2
+fi
+
 # The image's tree is the commit: a clean clone, not this working tree.
 commit=$(git -C "$root" rev-parse HEAD)
 [ -z "$(git -C "$root" status --porcelain --untracked-files=no)" ] ||
@@ -46,7 +56,7 @@ for i in "${!dirs[@]}"; do
 done
 step "building nads:${commit:0:12} from $BASE (lock: requirements/$LOCK.txt)"
 start=$(date +%s)
-$ENGINE build "${mounts[@]}" --build-arg BASE="$BASE" --build-arg LOCK="$LOCK" \
+"${engine[@]}" build "${limits[@]}" "${mounts[@]}" --build-arg BASE="$BASE" --build-arg LOCK="$LOCK" \
     --build-arg GIT_COMMIT="$commit" --build-arg PIP_FIND_LINKS="${findlinks[*]}" \
     -t "nads:${commit:0:12}" -t nads:latest "$ctx/nads"
 size=$($ENGINE image inspect nads:latest --format '{{.Size}}')
@@ -61,7 +71,7 @@ work=$(mktemp -d)   # the user's clone, bind-mounted: dvc.lock, the DVC cache, m
 git clone -q "$root" "$work/nads" && git -C "$work/nads" checkout -q "$commit"
 user=(--user "$(id -u):$(id -g)")
 [ "$ENGINE" = podman ] && [ "$(id -u)" != 0 ] && user=(--userns=keep-id)
-$ENGINE run --rm --network=none --shm-size=1g "${user[@]}" \
+"${engine[@]}" run --rm "${limits[@]}" --network=none --shm-size=1g "${user[@]}" \
     -v "$work/nads:/nads" -v "$cifar:/in/cifar10.tar.gz:ro" -v "$published:/in/published.tar.gz:ro" \
     -e CIFAR10=/in/cifar10.tar.gz -e NADS_PUBLISHED=/in/published.tar.gz nads:latest bash -euc '
         test "$(git rev-parse HEAD)" = '"$commit"'
