@@ -17,11 +17,14 @@ RUN (command -v git && command -v make) >/dev/null || \
 
 # The environment first, from the lock alone: a code change does not reinstall it.
 ARG LOCK=test
-# Local copies of locked files (container/build.sh WHEELS=...), still checked against the hashes.
-ARG PIP_FIND_LINKS=
+# Build-time only (container/build.sh): local copies of locked files, still checked against the
+# hashes (space-separated folders), and a CA bundle for a network behind a TLS proxy.
+ARG WHEEL_DIRS=
+ARG CA_CERT=
 COPY requirements/ /nads/requirements/
 RUN python3 -m venv /opt/nads \
     && /opt/nads/bin/python -m pip install --no-cache-dir --disable-pip-version-check --require-hashes \
+       ${CA_CERT:+--cert "$CA_CERT"} $(for d in $WHEEL_DIRS; do printf -- '--find-links %s ' "$d"; done) \
        -r /nads/requirements/${LOCK}.txt
 # The venv is the environment (make does not create another); any user id can run it.
 ENV PATH=/opt/nads/bin:$PATH NADS_VENV=0 HOME=/home/nads UI_HOST=0.0.0.0 \

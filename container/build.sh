@@ -8,7 +8,8 @@
 # BASE unset: a Debian 12 root file system (python3, python3-venv, git, make) made with
 # debootstrap from Debian's packages and imported as localhost/nads-base:bookworm (once; Docker
 # Hub is not needed). WHEELS=dir1:dir2 offers local copies of the locked files to pip inside the
-# build (each still checked against the lock's sha256). LOCK=main leaves out ray, timm, pytest.
+# build (each still checked against the lock's sha256); PIP_CERT, where set, is the CA bundle pip
+# in the build trusts too. LOCK=main leaves out ray, timm, pytest.
 # SMOKE=0 builds only. CIFAR10= and NADS_PUBLISHED= name the local copies the smoke test fetches
 # from (default: ../shared/data/ beside this checkout).
 set -euo pipefail
@@ -49,15 +50,18 @@ trap 'rm -rf "$ctx"' EXIT
 git clone -q --no-hardlinks "$root" "$ctx/nads"
 git -C "$ctx/nads" checkout -q "$commit"
 
-mounts=() findlinks=()
+mounts=() findlinks=() cert=
 IFS=: read -ra dirs <<< "${WHEELS:-}"
 for i in "${!dirs[@]}"; do
     mounts+=(--volume "${dirs[$i]}:/wheels/$i:ro"); findlinks+=("/wheels/$i")
 done
+if [ -n "${PIP_CERT:-}" ]; then   # pip here trusts a CA of its own (a TLS proxy): so must pip in the build
+    mounts+=(--volume "$(realpath "$PIP_CERT"):/run/host-ca.crt:ro"); cert=/run/host-ca.crt
+fi
 step "building nads:${commit:0:12} from $BASE (lock: requirements/$LOCK.txt)"
 start=$(date +%s)
 "${engine[@]}" build "${limits[@]}" "${mounts[@]}" --build-arg BASE="$BASE" --build-arg LOCK="$LOCK" \
-    --build-arg GIT_COMMIT="$commit" --build-arg PIP_FIND_LINKS="${findlinks[*]}" \
+    --build-arg GIT_COMMIT="$commit" --build-arg WHEEL_DIRS="${findlinks[*]}" --build-arg CA_CERT="$cert" \
     -t "nads:${commit:0:12}" -t nads:latest "$ctx/nads"
 size=$($ENGINE image inspect nads:latest --format '{{.Size}}')
 echo "built in $(( $(date +%s) - start )) s; image size $(( size / 1000000 )) MB; label revision" \
