@@ -134,8 +134,14 @@ def test_cli_with_executor_ray_joins_the_cluster_and_gives_the_local_result(clus
         np.testing.assert_allclose(f["eigenvalues"][:127], local.eigenvalues[:127], rtol=1e-6)
 
 
-def test_a_worker_running_other_code_refuses_the_task():
+def test_a_worker_running_other_code_refuses_the_task(monkeypatch):
     from nads.executor import _ray_call, fingerprint
+
+    # Called in this test process, which loaded numpy before nads: a worker whose arithmetic
+    # is not the portable one refuses too, unless portable arithmetic is off.
+    with pytest.raises(ParamError, match="portable arithmetic .* is not in effect"):
+        _ray_call(lambda common, job: common + job, 1, 2, fingerprint())
+    monkeypatch.setenv("NADS_PORTABLE", "0")
 
     assert _ray_call(lambda common, job: common + job, 1, 2, fingerprint()) == (3, 0.0, [])  # result, units, events
     with pytest.raises(ParamError, match="runs other nads code or another torch version than the driver"):
