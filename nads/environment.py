@@ -70,15 +70,9 @@ def pinned() -> dict:
 def mismatches(pins: dict | None = None) -> list[str]:
     """Compute packages installed at another version than requirements/versions.yaml's."""
     pins = pinned() if pins is None else pins
-    out = []
-    for name in COMPUTE:
-        try:
-            have = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue  # an optional one (timm) that no stage of this run imports
-        if name in pins and _public(have) != pins[name]:
-            out.append(f"{name} {have} (locked {pins.get(name)})")
-    return out
+    # An optional package that is not installed (timm) is one no stage of this run imports.
+    return [f"{name} {have} (locked {pins[name]})" for name, have in installed().items()
+            if name in pins and _public(have) != pins[name]]
 
 
 def check() -> str | None:
@@ -106,14 +100,15 @@ def installed() -> dict:
     return out
 
 
-def _cpu_model() -> str:
+def _cpuinfo(key: str, default: str) -> str:
+    """The first `key` line of /proc/cpuinfo (Linux), else `default`."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return default
 
 
 def record() -> dict:
@@ -121,7 +116,8 @@ def record() -> dict:
     from . import portable
 
     out = {"python": platform.python_version(), "platform": platform.platform(terse=True),
-           "cpu": _cpu_model(), "cpu_vendor": _cpu_vendor(), **installed()}
+           "cpu": _cpuinfo("model name", platform.processor() or platform.machine()),
+           "cpu_vendor": _cpuinfo("vendor_id", "unknown"), **installed()}
     out["unlocked"] = ", ".join(mismatches()) or "no"
     import torch
     out["cuda"] = torch.version.cuda or "none"
@@ -130,16 +126,6 @@ def record() -> dict:
         out["cudnn"] = str(torch.backends.cudnn.version())
     out.update({k: str(v) for k, v in portable.status().items()})
     return out
-
-
-def _cpu_vendor() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("vendor_id"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Why is our LeNet NAD curve below the published one? (issue #13; the README's summary cites this)
+"""Why is our LeNet NAD curve below the published one? (the README's summary cites this)
 
 Each part tests one candidate explanation; outputs measured on this project's 2-core VM are in
 OUTPUTS below. LeNet trains at the paper's settings unless a part says otherwise (eps 1, sigma 3,
