@@ -26,6 +26,7 @@ import functools
 import hashlib
 import os
 import queue
+import shutil
 import signal
 import sys
 import threading
@@ -41,7 +42,7 @@ from typing import Callable, Sequence
 import torch
 
 from . import portable, progress, resume
-from .config import DEVICES, EXECUTORS, ParamError, is_device
+from .config import DEVICES, EXECUTORS, InputError, ParamError, is_device
 from .progress import Monitor
 from .runtime import resolve_device
 
@@ -198,7 +199,29 @@ def _pool_call(fn, job, state):
     return _run_job(fn, _COMMON, job, None if _EVENTS is None else _EVENTS.put, state)
 
 
+SHM = Path("/dev/shm")
+SHM_MIN = 256 * 2**20   # a container's default 64 MB fails the quick profile's NAD shards
+
+
+def _shm_advice(total: int) -> str:
+    return (f"{SHM} holds {total / 2**20:.0f} MiB, and worker processes hand their results back through it: "
+            "in a container, give it more (docker/podman run --shm-size=2g)")
+
+
+def check_shared_memory(path: Path = SHM, minimum: int = SHM_MIN) -> None:
+    """Refuse, before any compute, to start worker processes on a /dev/shm too small for
+    them (torch passes tensors between processes as files there)."""
+    if path.is_dir() and (total := shutil.disk_usage(path).total) < minimum:
+        raise InputError(_shm_advice(total) + f"; at least {minimum / 2**20:.0f} MiB")
+
+
+def _out_of_shm(exc: BaseException) -> bool:
+    text = str(exc)
+    return "shared memory" in text or ("/torch_" in text and "No space left" in text)
+
+
 def _pool_map(fn, jobs, todo, common, workers, results: _Results, monitor):
+    check_shared_memory()
     # fork, like torch's DataLoader workers (children set one thread): spawn
     # would re-run a caller's script without an `if __name__ == "__main__"` guard.
     context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
@@ -224,12 +247,14 @@ def _pool_map(fn, jobs, todo, common, workers, results: _Results, monitor):
         raise RuntimeError(f"a worker process died (killed by the system, out of memory?) while running "
                            f"{getattr(fn, '__name__', fn)}; nothing was written. Rerun with fewer workers "
                            "or a smaller batch") from None
-    except BaseException:
+    except BaseException as exc:
         # Ctrl-C or a failed job: stop every worker now rather than wait for them.
         processes = list((getattr(pool, "_processes", None) or {}).values())
         pool.shutdown(wait=False, cancel_futures=True)
         for p in processes:
             p.terminate()
+        if _out_of_shm(exc):
+            raise InputError(_shm_advice(shutil.disk_usage(SHM).total) + "; nothing was written") from None
         raise
     pool.shutdown()
     # The workers have exited, so all they sent is in the queue (a process flushes its queues on exit).

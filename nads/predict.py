@@ -86,3 +86,24 @@ def agreement(score, acc) -> dict:
         warnings.simplefilter("ignore")
         rho = spearmanr(score[ok], acc[ok]).statistic
     return {"spearman": float(rho), "auc": separation(score[ok], acc[ok])}
+
+
+def replicates(table: dict) -> list:
+    """Each seed's test accuracies from a sweep's table (its `test_acc_seed<r>` columns), or
+    its one `test_acc` column when it ran one seed."""
+    keys = sorted((k for k in table if k.startswith("test_acc_seed")), key=lambda k: int(k[len("test_acc_seed"):]))
+    return [np.asarray(table[k], dtype=np.float64) for k in keys or ["test_acc"]]
+
+
+def agreement_over_seeds(score, accuracies: list) -> dict:
+    """`agreement` with each seed's accuracies: the mean over seeds of "spearman" and "auc",
+    and with more than one seed their spread "spearman_sd", "auc_sd" (ddof 1). A headline
+    that a float-order change moves by more than this spread is measuring noise."""
+    per = [agreement(score, acc) for acc in accuracies]
+    out = {}
+    for key in ("spearman", "auc"):
+        v = np.array([p[key] for p in per])
+        out[key] = float(v.mean())
+        if len(v) > 1:
+            out[f"{key}_sd"] = float(v.std(ddof=1))
+    return out

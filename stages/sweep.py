@@ -7,9 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
-from nads import config, files, plots, published
+from nads import config, files, plots, predict, published
 from nads.synthetic import load_bank
 from nads.sweep import sweep_seeds
 from stages.common import check_model, load_nads, stage
@@ -52,9 +51,23 @@ def main(arch: str, family: str) -> None:
             plots.fourier_heatmap(freqs, test, bank.shape, stride, figure, title=title)
         else:
             figure = out / "curve.png"
-            metrics["spearman_index_vs_test_acc"] = float(spearmanr(indices, test, nan_policy="omit").statistic)
+            metrics.update(nad_curve_metrics(indices, acc))
             plots.nad_curve(indices, test, vals[indices], figure, title=title, spread=plots.spread_of(acc))
         st.finish(metrics, out / "metrics.json", figure, out / "accuracy.csv")
+
+
+def nad_curve_metrics(indices: np.ndarray, acc: dict) -> dict:
+    """Does accuracy fall with the NAD index? Headline: the AUC that a learned NAD (test
+    accuracy >= predict.LEARNED) has a lower index than one at chance, mean and spread over
+    the seeds. The Spearman rank correlation is kept beside it, but over a curve that is
+    mostly at chance it ranks coin flips: its spread shows how little it says."""
+    a = predict.agreement_over_seeds(-indices.astype(float), predict.replicates(acc))
+    learned = indices[np.asarray(acc["test_acc"]) >= predict.LEARNED]
+    out = {"auc_learned_first": a["auc"], "spearman_index_vs_test_acc": -a["spearman"],
+           "last_learned_index": int(learned.max()) if len(learned) else -1}
+    if "auc_sd" in a:
+        out |= {"auc_learned_first_sd": a["auc_sd"], "spearman_index_vs_test_acc_sd": a["spearman_sd"]}
+    return out
 
 
 def nad_source(arch: str, family: str) -> tuple:

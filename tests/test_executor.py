@@ -1,5 +1,6 @@
 """The local executor: job order, shared data, failures."""
 import os
+import re
 import select
 import signal
 import subprocess
@@ -49,6 +50,36 @@ def test_a_worker_process_that_dies_is_an_error_not_a_hang():
 def test_a_failing_job_raises_its_own_error():
     with pytest.raises(ValueError, match="job 2 is bad"):
         LocalExecutor(2).map(raises_on_2, list(range(6)), None, "cpu")
+
+
+SHM_DRIVER = textwrap.dedent("""
+    import sys, torch
+    from nads.executor import LocalExecutor
+
+    def ones(common, n):
+        return torch.ones(n)
+
+    try:
+        LocalExecutor(2).map(ones, [int(sys.argv[1])] * 2)
+    except Exception as e:
+        sys.exit(f"{type(e).__name__}: {e}")
+    print("ok")
+""")
+
+
+@pytest.mark.parametrize("size, floats, said", [
+    ("64m", 10, "/dev/shm holds 64 MiB.*--shm-size=2g.*at least 256 MiB"),                   # before any job
+    ("300m", 10**8, "/dev/shm holds 300 MiB.*--shm-size=2g.*nothing was written"),           # 400 MB of results
+    ("300m", 10**6, "ok")])
+def test_a_small_dev_shm_is_named_with_the_container_option(size, floats, said):
+    # A real tmpfs of a container's size on /dev/shm, in a private mount namespace.
+    script = f"mount -t tmpfs -o size={size} tmpfs /dev/shm && exec {sys.executable} -c '{SHM_DRIVER}' {floats}"
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /dev/shm"], capture_output=True)
+    if probe.returncode:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.decode().strip()}")
+    p = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True, text=True, timeout=120)
+    assert re.search(said, p.stdout + p.stderr), p.stderr
+    assert (p.returncode == 0) == (said == "ok")
 
 
 # The driver is a separate process so that the test can SIGKILL it: no handler,

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from conftest import run
-from nads import files
+from nads import files, predict
 
 pytestmark = pytest.mark.slow
 
@@ -117,8 +117,12 @@ def test_sweep_outputs(built):
         assert (repo.path / f"results/sweep/{arch}/fourier/heatmap.png").stat().st_size > 5000
         assert (repo.path / f"results/sweep/{arch}/nad/curve.png").stat().st_size > 5000
         m = json.loads((repo.path / f"results/sweep/{arch}/nad/metrics.json").read_text())
-        assert {"mean_test_acc", "frac_test_acc_above_0.9", "spearman_index_vs_test_acc", "n_diverged"} <= set(m)
+        assert {"mean_test_acc", "frac_test_acc_above_0.9", "n_diverged"} <= set(m)
         assert m["seeds"] == 2 and m["mean_seed_sd"] >= 0
+        seeds = [np.array(nad[f"test_acc_seed{r}"], dtype=float) for r in range(2)]
+        aucs = [predict.separation(-np.array([0, 1, 5, 1000.0]), a) for a in seeds]
+        np.testing.assert_allclose([m["auc_learned_first"], m["auc_learned_first_sd"]],
+                                   [np.mean(aucs), np.std(aucs, ddof=1)], equal_nan=True)
 
 
 def test_cifar_outputs(built):
@@ -154,6 +158,7 @@ def test_predict_scores_the_swept_directions_from_the_nads(built):
     m = files.read_json(out / "metrics.json")
     acc = np.array(table["test_acc"], dtype=float)
     assert m["n_fourier"] == 10 and m["spearman_fourier"] == pytest.approx(spearmanr(score, acc).statistic, abs=1e-4)
+    assert "auc_fourier_sd" not in m and "auc_nad_sd" in m   # the Fourier sweep runs one seed, the NAD sweep two
     nad = files.read_csv(out / "nad.csv")
     assert [int(i) for i in nad["index"]] == [0, 1, 5, 1000] and m["n_nad"] == 4
     assert {"grid.png", "curve.png"} <= {p.name for p in out.iterdir()}

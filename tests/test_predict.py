@@ -142,3 +142,15 @@ def test_agreement_auc_is_the_probability_a_learned_direction_scores_above_one_a
     flat = predict.agreement(np.arange(3.0), np.array([0.9, 0.95, 0.99]))   # none at chance
     assert np.isnan(flat["auc"]) and flat["spearman"] == pytest.approx(1.0)
     assert np.isnan(predict.agreement(np.arange(3.0), np.ones(3))["spearman"])
+
+
+def test_agreement_over_seeds_is_the_mean_and_spread_of_each_seeds_agreement():
+    table = {"index": [0, 1, 2, 3], "test_acc": [0.9, 0.7, 0.5, 0.5],
+             "test_acc_seed1": [0.9, 0.5, 0.5, 0.7], "test_acc_seed0": [0.9, 0.9, 0.5, 0.5]}
+    seeds = predict.replicates(table)
+    np.testing.assert_array_equal(seeds[0], [0.9, 0.9, 0.5, 0.5])   # in seed order, not column order
+    score = -np.arange(4.0)
+    a = predict.agreement_over_seeds(score, seeds)
+    assert a["auc"] == pytest.approx(0.75) and a["auc_sd"] == pytest.approx(np.std([1, 0.5], ddof=1))
+    one = predict.agreement_over_seeds(score, predict.replicates({"test_acc": table["test_acc"]}))
+    assert one == predict.agreement(score, np.array(table["test_acc"]))   # one seed: no spread

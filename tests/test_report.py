@@ -55,7 +55,8 @@ def test_nad_claims_only_for_pooled_cnns(tmp_path):
         d.mkdir(parents=True)
         files.write_csv(d / "accuracy.csv", {"index": [0, 10, 100], "eigenvalue": [3.0, 2.0, 1.0],
                                           "test_acc": [0.96, 0.7, 0.5], "train_acc": [1.0, 1.0, 1.0]})
-        (d / "metrics.json").write_text(json.dumps({"n_directions": 3, "mean_test_acc": 0.72,
+        (d / "metrics.json").write_text(json.dumps({"n_directions": 3, "mean_test_acc": 0.72, "seeds": 1,
+                                                    "auc_learned_first": 1.0, "last_learned_index": 10,
                                                     "spearman_index_vs_test_acc": -1.0}))
     assert claims(report.nads_section(tmp_path, "lenet")) == \
         [("The NADs' Fourier energy moves outward with the index", True)]
