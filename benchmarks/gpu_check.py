@@ -44,7 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nads import config, files
+from nads import config, errors, files
 from nads.cifar import carrier_batches
 from nads.config import Schedule, Synthetic
 from nads.datasets import carriers
@@ -479,7 +479,7 @@ def main() -> None:
     args = ap.parse_args()
     try:
         dev, params = resolve_device(args.device), config.load(PROFILE)
-    except config.ParamError as e:
+    except errors.ParamError as e:
         ap.error(str(e))
     sizes = TINY if args.tiny else Sizes()
     gpu = dev.type == "cuda"

@@ -4,11 +4,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import config
+from . import config, errors
 
 
 def _check_params(args) -> int:
+    from .models import check_arch
+    from .published import ARCHS as PUBLISHED
+
     params = config.load(args.params)
+    archs = params["archs"]
+    for stage in ("nads", "sweep", "poison", "flip"):
+        for arch in getattr(archs, stage):
+            try:
+                check_arch(arch)
+            except ValueError as e:
+                raise errors.ParamError(f"archs.{stage}: {e}") from None
+    unpublished = [a for a in archs.compare if a not in PUBLISHED]
+    if unpublished:
+        raise errors.ParamError(f"archs.compare = {list(archs.compare)}: {', '.join(unpublished)}: the paper "
+                                f"published results for {', '.join(PUBLISHED)} only")
     print(f"{args.params}: profile {params.profile!r}, sections ok: {', '.join(params.sections)}")
     return 0
 
@@ -128,13 +142,15 @@ def main(argv=None) -> int:
                                    "pip install 'nads[timm]'); or package.module:callable returning an "
                                    "nn.Module (called with in_channels, num_classes, input_size).")
     p.add_argument("--arch", required=True)
-    p.add_argument("--input-shape", type=_shape, default=(1, 32, 32), metavar="C,H,W")
-    p.add_argument("--networks", type=int, default=1000, help="number of random networks (default 1000)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--estimator", default="fd", choices=["fd", "autograd"])
-    p.add_argument("--step", type=float, default=100.0, help="finite-difference step (default 100)")
+    d = config.Nads
+    p.add_argument("--input-shape", type=_shape, default=d.input_shape, metavar="C,H,W")
+    p.add_argument("--networks", type=int, default=d.n_networks,
+                   help=f"number of random networks (default {d.n_networks})")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--estimator", default=d.estimator, choices=config.ESTIMATORS)
+    p.add_argument("--step", type=float, default=d.step, help=f"finite-difference step (default {d.step:g})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default="float32", choices=config.PRECISIONS,
+    p.add_argument("--precision", default=d.precision, choices=config.PRECISIONS,
                    help="arithmetic of the forward passes (default float32)")
     p.add_argument("--executor", default="local", choices=config.EXECUTORS,
                    help="local (this machine) or ray (a Ray cluster; pip install 'nads[ray]')")
@@ -176,7 +192,7 @@ def main(argv=None) -> int:
         parser.error("--nads-file needs --eigenvalues-file")
     try:
         return args.func(args)
-    except (config.InputError, ValueError, FileNotFoundError) as e:
+    except (errors.InputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

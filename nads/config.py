@@ -2,8 +2,8 @@
 
 Every stage parses and checks the whole file here, once, before any compute.
 A bad value stops the stage with one line naming the key, the value and what
-is allowed. This module imports no other nads module at load time (arch names
-are checked by nads.models, imported when a section lists architectures).
+is allowed. This module imports only nads.errors, and no torch: architecture
+names and published results are checked by check-params and by the stages.
 """
 from __future__ import annotations
 
@@ -16,17 +16,7 @@ from pathlib import Path
 import yaml
 
 
-class InputError(ValueError):
-    """Input a stage cannot use (a parameter, a file, a model, the tracking store),
-    found before any long compute; the message is one line and says what to do."""
-
-    def __init__(self, message: str):
-        # Messages quote other errors (tarfile, torch...) that may span lines.
-        super().__init__(" ".join(str(message).split()))
-
-
-class ParamError(InputError):
-    """A parameter that cannot be used."""
+from .errors import ParamError
 
 
 def _fail(key: str, value, allowed: str):
@@ -141,7 +131,7 @@ class Nads(Section):
         self.require("input_shape", len(self.input_shape) == 3 and min(self.input_shape) >= 1,
                      "must be three positive integers [C, H, W]")
         self.require("n_networks", self.n_networks >= 2, "must be an integer >= 2")
-        self.require("estimator", self.estimator in ("fd", "autograd"), "allowed: fd, autograd")
+        self.require("estimator", self.estimator in ESTIMATORS, f"allowed: {', '.join(ESTIMATORS)}")
         self.require("step", self.step > 0, "must be > 0 (the finite-difference step)")
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
         _check_precision(self)
@@ -271,24 +261,14 @@ class Archs(Section):
     compare: tuple[str, ...] = ("logreg", "lenet")   # against the paper's published results ([] = none)
 
     def check(self) -> None:
-        # (Imported here: models imports torch, published imports this module.)
-        from .models import check_arch
-        from .published import ARCHS as PUBLISHED
-
+        # Whether the names can be built is checked by check-params and by each stage
+        # (nads.cli, stages.common): this module stays free of torch.
         for stage in ("nads", "sweep"):  # ([] for poison and flip: no CIFAR-10 training, as profiles/atlas.yaml)
             self.require(stage, len(getattr(self, stage)) >= 1, "must list at least one architecture")
-        for stage in ("nads", "sweep", "poison", "flip"):
-            for arch in getattr(self, stage):
-                try:
-                    check_arch(arch)
-                except ValueError as e:
-                    raise ParamError(f"archs.{stage}: {e}") from None
-        unpublished = [a for a in self.compare if a not in PUBLISHED]
-        self.require("compare", not unpublished, f"{', '.join(unpublished)}: the paper published results for "
-                                                 f"{', '.join(PUBLISHED)} only")
 
 
 DEVICES = "auto, cpu, cuda, cuda:N"
+ESTIMATORS = ("fd", "autograd")
 PRECISIONS = ("float32", "tf32", "bf16")
 EXECUTORS = ("local", "ray")
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import files
-from .config import InputError, ParamError
+from .errors import InputError, ParamError
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 ORIGINAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"

@@ -26,14 +26,14 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from .config import PRECISIONS, ParamError
+from .config import Nads
+from .errors import ParamError
 from .executor import Executor, make_executor
 from .models import check_arch, get_model, probe_model
 from .progress import Log, Monitor, advance
 from .runtime import item_seed, precision, resolve_device
 from .shortcut import FirstLayerShortcut
 
-ESTIMATORS = ("fd", "autograd")
 POINTS = ("fixed", "random")
 AGREEMENT_K = (1, 10, 100)
 
@@ -43,26 +43,19 @@ class Spec:
     """Everything that determines the gradient samples (not how they are computed)."""
 
     arch: str
-    input_shape: tuple = (1, 32, 32)
-    estimator: str = "fd"
-    step: float = 100.0
-    seed: int = 0
+    input_shape: tuple = Nads.input_shape
+    estimator: str = Nads.estimator
+    step: float = Nads.step
+    seed: int = Nads.seed
     point: str = "fixed"
-    precision: str = "float32"
+    precision: str = Nads.precision
 
     def __post_init__(self):
-        shape = tuple(int(d) for d in self.input_shape)
-        object.__setattr__(self, "input_shape", shape)
-        if len(shape) != 3 or min(shape) < 1:
-            raise ParamError(f"input_shape = {self.input_shape!r}: must be three positive integers (C, H, W)")
-        if self.estimator not in ESTIMATORS:
-            raise ParamError(f"estimator = {self.estimator!r}: allowed: {', '.join(ESTIMATORS)}")
-        if not self.step > 0:
-            raise ParamError(f"step = {self.step!r}: must be > 0 (the finite-difference step)")
+        object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
+        Nads.parse({"input_shape": list(self.input_shape), "estimator": self.estimator, "step": self.step,
+                    "seed": self.seed, "precision": self.precision})   # the params file's rules
         if self.point not in POINTS:
             raise ParamError(f"point = {self.point!r}: allowed: {', '.join(POINTS)}")
-        if self.precision not in PRECISIONS:
-            raise ParamError(f"precision = {self.precision!r}: allowed: {', '.join(PRECISIONS)}")
         try:
             check_arch(self.arch)
         except ValueError as e:
@@ -329,11 +322,11 @@ def nads_from_moments(halves, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict]
     return vecs.astype(np.float32), vals, diagnostics
 
 
-def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, estimator: str = "fd",
-                  step: float = 100.0, seed: int = 0, device: str = "auto", point: str = "fixed",
-                  precision: str = "float32", executor: str | Executor = "local",
-                  networks_per_batch: int | None = None, inputs_per_chunk: int | None = None,
-                  progress: bool = False, log: Log | None = None) -> NADResult:
+def estimate_nads(arch: str, input_shape=Nads.input_shape, n_networks: int = Nads.n_networks,
+                  estimator: str = Nads.estimator, step: float = Nads.step, seed: int = Nads.seed,
+                  device: str = "auto", point: str = "fixed", precision: str = Nads.precision,
+                  executor: str | Executor = "local", networks_per_batch: int | None = None,
+                  inputs_per_chunk: int | None = None, progress: bool = False, log: Log | None = None) -> NADResult:
     """The NADs of `arch` (a registered name or 'package.module:callable').
 
     Returns every eigenvector of the D x D gradient covariance (a complete
@@ -349,8 +342,7 @@ def estimate_nads(arch: str, input_shape=(1, 32, 32), n_networks: int = 1000, es
     progress: show a progress bar; log(metrics, step): MLflow metrics while it runs
     (progress/networks_<estimator>/{done,fraction,eta_s}).
     """
-    if isinstance(n_networks, bool) or not isinstance(n_networks, int) or n_networks < 2:
-        raise ParamError(f"n_networks = {n_networks!r}: must be an integer >= 2")
+    Nads.parse({"n_networks": n_networks})
     spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point, precision)
     executor = make_executor(executor)
     engine = Engine(executor.device(device), networks_per_batch, inputs_per_chunk)

@@ -42,7 +42,8 @@ from typing import Callable, Sequence
 import torch
 
 from . import portable, progress, resume
-from .config import DEVICES, EXECUTORS, InputError, ParamError, is_device
+from .config import DEVICES, EXECUTORS, is_device
+from .errors import InputError, ParamError
 from .progress import Monitor
 from .runtime import resolve_device
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import InputError
+from .errors import InputError
 
 STAGING = Path(".nads/staging")  # under the repository root: same filesystem as the outputs
 _writes = itertools.count(1)

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 from scipy.stats import spearmanr
 
-from .config import ParamError
+from .errors import ParamError
 
 RULES = ("energy", "shift")
 RULE = "shift"   # the default, and the one rule the stages use for every architecture (README)

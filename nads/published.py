@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import InputError
+from .errors import InputError
 from .files import file_digest
 
 REPOSITORY = "LTS4/neural-anisotropy-directions"

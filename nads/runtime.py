@@ -6,7 +6,8 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from .config import DEVICES, PRECISIONS, ParamError, is_device
+from .config import DEVICES, PRECISIONS, is_device
+from .errors import ParamError
 
 
 def resolve_device(device: str = "auto") -> torch.device:

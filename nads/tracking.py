@@ -35,7 +35,7 @@ from pathlib import Path
 import yaml
 
 from . import environment
-from .config import InputError
+from .errors import InputError
 from .files import pid_alive
 
 # Before mlflow is imported anywhere: no telemetry leaves a researcher's machine,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nads import config, environment, files, portable, resume, tracking
+from nads import config, environment, errors, files, portable, resume, tracking
 from nads.executor import make_executor
 from nads.models import probe_model
 
@@ -87,7 +87,7 @@ def stage(name: str, label: str | None = None, all_params: bool = False, archs: 
         section = params.sections.get(name)
         arch, listed = logged.get("arch"), archs or name
         if arch is not None and arch not in getattr(params["archs"], listed):  # run by hand with another one
-            raise config.ParamError(f"archs.{listed} = {list(getattr(params['archs'], listed))}: "
+            raise errors.ParamError(f"archs.{listed} = {list(getattr(params['archs'], listed))}: "
                                     f"{arch!r} is not one of them")
         own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
         logged = {**own, **logged, "executor": params.executor, "device": params.device}
@@ -96,7 +96,7 @@ def stage(name: str, label: str | None = None, all_params: bool = False, archs: 
                 st = Stage(name, params, outputs, run)
                 yield st
             st.log_to(run)  # after the outputs are in place: a lost store cannot cost them
-    except (config.InputError, FileNotFoundError) as e:  # bad input, or an upstream output missing
+    except (errors.InputError, FileNotFoundError) as e:  # bad input, or an upstream output missing
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     except KeyboardInterrupt:
@@ -108,11 +108,11 @@ def _check_environment() -> None:
     """The locked packages, computing as on every other CPU (nads.environment, nads.portable)."""
     problem = environment.check()
     if problem:
-        raise config.InputError(problem)
+        raise errors.InputError(problem)
     try:
         portable.check()
     except RuntimeError as e:
-        raise config.InputError(str(e)) from None
+        raise errors.InputError(str(e)) from None
 
 
 def check_model(arch: str, in_channels: int, num_classes: int, input_size: int, stage: str) -> None:
@@ -120,7 +120,7 @@ def check_model(arch: str, in_channels: int, num_classes: int, input_size: int, 
     try:
         probe_model(arch, in_channels, num_classes, input_size)
     except ValueError as e:
-        raise config.ParamError(f"archs.{stage}: {e}") from None
+        raise errors.ParamError(f"archs.{stage}: {e}") from None
 
 
 def load_nads(arch: str) -> tuple:

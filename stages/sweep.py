@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nads import config, files, plots, predict, published
+from nads import errors, files, plots, predict, published
 from nads.synthetic import load_bank
 from nads.sweep import sweep_seeds
 from stages.common import check_model, load_nads, stage
@@ -29,7 +29,7 @@ def main(arch: str, family: str) -> None:
             nads, vals = nad_source(arch, family)
             indices = np.array(st.params["nad_sweep"].indices)
             if indices.max() >= len(nads):
-                raise config.ParamError(f"nad_sweep.indices = {indices.tolist()}: {arch} has {len(nads)} NADs "
+                raise errors.ParamError(f"nad_sweep.indices = {indices.tolist()}: {arch} has {len(nads)} NADs "
                                         f"(indices 0..{len(nads) - 1})")
             directions, columns = nads[indices], {"index": indices, "eigenvalue": vals[indices]}
         acc = sweep_seeds(arch, bank, directions, cfg.schedule(), seeds, st.params.device,

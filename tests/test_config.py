@@ -1,10 +1,13 @@
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from nads import config
-from nads.config import ParamError, Synthetic
+from nads.config import Synthetic
+from nads.errors import ParamError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +83,6 @@ def _profile(**changes) -> dict:
     ({"nads": {"n_netwrks": 4096}}, "nads.n_netwrks = 4096: unknown key; allowed keys: input_shape, n_networks"),
     ({"archs": {"sweep": ["logreg", "lenet", "vgg11_bn"]}},
      "archs.sweep = ['logreg', 'lenet', 'vgg11_bn']: vgg11_bn not in archs.nads"),
-    ({"archs": {"poison": ["lenett"]}}, "archs.poison: arch = 'lenett': unknown architecture; did you mean lenet?"),
     ({"archs": {"nads": [], "sweep": []}}, "archs.nads = []: must list at least one architecture"),
     ({"device": "gpu"}, "device = 'gpu': allowed: auto, cpu, cuda, cuda:N"),
     ({"models_per_batch": -1}, "models_per_batch = -1: must be an integer >= 0"),
@@ -94,6 +96,31 @@ def test_the_whole_file_is_checked_keys_and_rules_between_sections(tmp_path, cha
     with pytest.raises(ParamError) as e:
         config.load(p)
     assert str(e.value).startswith(message)
+
+
+@pytest.mark.parametrize("archs, message", [
+    ({"poison": ["lenett"], "nads": ["logreg", "lenet", "lenett"]},
+     "error: archs.nads: arch = 'lenett': unknown architecture; did you mean lenet?"),
+    ({"compare": ["lenet_nopool"], "nads": ["lenet_nopool"], "sweep": ["lenet_nopool"], "poison": [], "flip": []},
+     "error: archs.compare = ['lenet_nopool']: lenet_nopool: the paper published results for logreg, lenet"),
+])
+def test_check_params_names_what_cannot_be_built_or_compared(tmp_path, capsys, archs, message):
+    from nads import cli
+
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(_profile(archs=archs)))
+    config.load(p)   # the file itself is fine: the names are for check-params (and each stage)
+    assert cli.main(["check-params", "--params", str(p)]) == 2
+    assert capsys.readouterr().err.startswith(message)
+
+
+def test_the_configuration_loads_without_torch_or_numpy():
+    blocked = "import sys; sys.modules.update(torch=None, numpy=None); "
+    code = blocked + "import nads.config as c; print(c.load('profiles/quick.yaml')['nads'].n_networks)"
+    p = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout == "2048\n", p.stderr
+    p = subprocess.run([sys.executable, "-c", blocked + "import nads.models"], cwd=ROOT, capture_output=True, text=True)
+    assert "ModuleNotFoundError: import of torch halted" in p.stderr   # the block is real
 
 
 def test_values_read_as_dvc_reads_them(tmp_path):

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from nads import datasets, files
-from nads.config import ParamError
+from nads.errors import ParamError
 from nads.datasets import SourceError
 from nads.datasets import CLASSES, carriers, complete_basis, flip_basis, load_source, poison
 

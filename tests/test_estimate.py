@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from nads.config import ParamError
+from nads.errors import ParamError
 from nads.estimate import Engine, Spec, estimate_nads, fd_inputs, subspace_agreement
 from toy_models import SUPPORT
 
@@ -115,11 +115,11 @@ def test_three_channel_inputs():
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(arch="lenet5"), "arch = 'lenet5': unknown architecture"),
-    (dict(arch="lenet", n_networks=1), "n_networks = 1: must be an integer >= 2"),
-    (dict(arch="lenet", step=0.0), "step = 0.0: must be > 0"),
-    (dict(arch="lenet", estimator="pca"), "estimator = 'pca': allowed: fd, autograd"),
+    (dict(arch="lenet", n_networks=1), "nads.n_networks = 1: must be an integer >= 2"),
+    (dict(arch="lenet", step=0.0), "nads.step = 0.0: must be > 0"),
+    (dict(arch="lenet", estimator="pca"), "nads.estimator = 'pca': allowed: fd, autograd"),
     (dict(arch="lenet", input_shape=(1, 8, 8)), "arch = 'lenet': building it with in_channels=1, num_classes=1, input_size=8 raised ValueError: input_size = 8: lenet needs inputs of at least 16x16"),
-    (dict(arch="lenet", input_shape=(1, 32)), "input_shape = (1, 32): must be three positive integers"),
+    (dict(arch="lenet", input_shape=(1, 32)), "nads.input_shape = [1, 32]: must be three positive integers"),
     (dict(arch="lenet", device="tpu"), "device = 'tpu': allowed: auto, cpu, cuda, cuda:N"),
 ])
 def test_bad_input_fails_at_once(kwargs, message):

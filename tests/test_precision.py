@@ -8,7 +8,8 @@ this scale is 0.05-0.1 (measured: seeds 0, 1, 2 on the directions below).
 import numpy as np
 import pytest
 
-from nads.config import ParamError, Synthetic
+from nads.config import Synthetic
+from nads.errors import ParamError
 from nads.directions import fourier_directions
 from nads.estimate import estimate_nads, subspace_agreement
 from nads.sweep import sweep

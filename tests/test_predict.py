@@ -9,7 +9,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from nads import predict
-from nads.config import ParamError
+from nads.errors import ParamError
 from nads.directions import fourier_direction, fourier_directions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nads-published-2020.tar.gz"

@@ -7,7 +7,8 @@ import pytest
 import ray
 
 from nads import config
-from nads.config import ParamError, Synthetic
+from nads.config import Synthetic
+from nads.errors import ParamError
 from nads.directions import fourier_directions
 from nads.estimate import estimate_nads
 from nads.executor import LocalExecutor, RayExecutor, make_executor

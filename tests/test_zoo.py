@@ -10,7 +10,8 @@ import torch.nn as nn
 import yaml
 
 from nads import config
-from nads.config import ParamError, Schedule
+from nads.config import Schedule
+from nads.errors import ParamError
 from nads.estimate import Spec, estimate_nads
 from nads.models import check_arch, get_model, probe_model
 from nads.train import init_model, train_batched
@@ -137,19 +138,23 @@ def _params(tmp_path, **archs) -> Path:
     return p
 
 
-def test_params_accept_zoo_names_and_reject_misspelt_ones(tmp_path, monkeypatch):
+def test_check_params_accepts_zoo_names_and_rejects_misspelt_ones(tmp_path, monkeypatch, capsys):
+    from nads import cli
+
     zoo = ["torchvision:resnet18", "timm:vit_tiny_patch16_224"]
     both = ["logreg", "lenet", *zoo]
-    params = config.load(_params(tmp_path, nads=both, sweep=both, poison=zoo, flip=zoo))
+    path = _params(tmp_path, nads=both, sweep=both, poison=zoo, flip=zoo)
+    params = config.load(path)
     assert params["archs"].sweep == tuple(both) and params["archs"].poison == tuple(zoo)
-    with pytest.raises(ParamError) as e:
-        config.load(_params(tmp_path, nads=["logreg", "lenet", "timm:vit_tiny_patch16_244"]))
-    assert str(e.value).startswith("archs.nads: arch = 'timm:vit_tiny_patch16_244': unknown timm model; "
-                                   "did you mean timm:vit_tiny_patch16_224")
+    assert cli.main(["check-params", "--params", str(path)]) == 0
+    path = _params(tmp_path, nads=["logreg", "lenet", "timm:vit_tiny_patch16_244"])
+    assert cli.main(["check-params", "--params", str(path)]) == 2
+    assert capsys.readouterr().err.startswith("error: archs.nads: arch = 'timm:vit_tiny_patch16_244': unknown timm "
+                                              "model; did you mean timm:vit_tiny_patch16_224")
     monkeypatch.setitem(sys.modules, "timm", None)
-    with pytest.raises(ParamError, match=r"^archs.nads: arch = 'timm:vit_tiny_patch16_224': timm is not installed; "
-                                         r"pip install 'nads\[timm\]'$"):
-        config.load(_params(tmp_path, nads=both))
+    assert cli.main(["check-params", "--params", str(_params(tmp_path, nads=both))]) == 2
+    assert capsys.readouterr().err == ("error: archs.nads: arch = 'timm:vit_tiny_patch16_224': timm is not "
+                                       "installed; pip install 'nads[timm]'\n")
 
 
 @pytest.mark.parametrize("arch", ["torchvision:resnet18", "timm:resnet10t"])
