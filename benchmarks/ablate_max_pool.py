@@ -13,7 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nads.models import MaxPool2x2, get_model
+from nads.models import get_model
+from nads.models.layers import MaxPool2x2
 
 
 class PlainPool(nn.Module):

@@ -51,7 +51,7 @@ class FirstLayerShortcut:
     @staticmethod
     def _first_layer(model, x0):
         """(name, input shape, name of the 2x2 max-pool its output goes to, or None)."""
-        from .models import MaxPool2x2
+        from .models.layers import MaxPool2x2
 
         seen, outputs, pools = [], {}, []
         hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, args)))

@@ -4,76 +4,39 @@ The imports are read from the source (every `import` statement, those inside
 functions included), followed from module to module. A stage that imports a
 module DVC does not know about would not rerun when that module changes.
 """
-import ast
 from pathlib import Path
 
 import pytest
 import yaml
 
+from nads import codedeps
+
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("nads", "stages")
 
 # Modules that cannot change any output, and why. Nothing else may be left out.
 NOT_DEPS = {
     "nads/tracking.py": "MLflow logging: writes no DVC output (the report names the git commit, which DVC "
                         "does not track either)",
+    "nads/models/__init__.py": "finds an architecture's constructor by name and probes it; the code that builds "
+                               "its networks is a dep through results/models/<arch>.json (stage model@<arch>, "
+                               "which depends on all of nads/models)",
     "nads/environment.py": "checks that the installed packages are the locked ones and records them; "
                            "the locked versions themselves are a dep (requirements/versions.yaml)",
 }
 
 
-def _module_file(name: str) -> Path | None:
-    parts = name.split(".")
-    if parts[0] not in PACKAGES:
-        return None
-    path = ROOT.joinpath(*parts)
-    if path.with_suffix(".py").is_file():
-        return path.with_suffix(".py")
-    if (path / "__init__.py").is_file():
-        return path / "__init__.py"
-    return None
-
-
-def _imports(path: Path) -> set[Path]:
-    """Project files `path` imports, anywhere in it, with the packages they pass through."""
-    package = ".".join(path.relative_to(ROOT).with_suffix("").parts[:-1])
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            names.add(base)
-            names |= {f"{base}.{a.name}" for a in node.names}  # `from nads import files` imports a module
-    found = set()
-    for name in names:
-        parts = name.split(".")
-        for i in range(1, len(parts) + 1):  # importing a.b.c runs a/__init__, a/b/__init__ too
-            f = _module_file(".".join(parts[:i]))
-            if f:
-                found.add(f)
-    return found
-
-
-def closure(program: Path) -> set[str]:
-    seen, todo = set(), [program]
-    while todo:
-        p = todo.pop()
-        if p not in seen:
-            seen.add(p)
-            todo.extend(_imports(p))
-    return {str(p.relative_to(ROOT)) for p in seen}
+def closure(program: Path, skip=()) -> set[str]:
+    """The files `program` imports, not following the imports of those in `skip`."""
+    return {str(p.relative_to(ROOT)) for p in codedeps.closure(program, skip={ROOT / f for f in skip})}
 
 
 def _program(cmd: str) -> Path:
     module = cmd.split()[2]  # "python -m stages.nads ${item.arch}"
-    return _module_file(module)
+    return codedeps.module_file(module)
 
 
 def expected_code_deps(cmd: str) -> set[str]:
-    return closure(_program(cmd)) - set(NOT_DEPS)
+    return closure(_program(cmd), skip=NOT_DEPS) - set(NOT_DEPS)
 
 
 def stages() -> dict:
@@ -90,14 +53,14 @@ def test_each_stage_lists_exactly_the_modules_its_program_imports(name):
 
 
 def test_the_import_reader_sees_imports_inside_functions_and_packages():
-    assert "nads/models.py" in closure(ROOT / "nads/cli.py")   # imported inside check-params
+    assert "nads/models/__init__.py" in closure(ROOT / "nads/cli.py")   # imported inside check-params
     assert {"stages/common.py", "nads/files.py", "nads/__init__.py", "stages/__init__.py"} <= \
         closure(ROOT / "stages/synthetic.py")
 
 
 # Stages whose outputs no library version can change: check-params writes nothing, reference
-# copies files it checks against their recorded sha256.
-NO_ENVIRONMENT = {"check-params", "reference"}
+# copies files it checks against their recorded sha256, model hashes source files.
+NO_ENVIRONMENT = {"check-params", "reference", "model"}
 
 
 @pytest.mark.parametrize("name", sorted(stages()))

@@ -3,7 +3,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nads.models import MaxPool2x2, check_arch, get_model, list_models, probe_model
+from nads.models import check_arch, get_model, list_models, probe_model
+from nads.models.layers import MaxPool2x2
 
 PAPER = ["logreg", "lenet", "vgg11_bn", "resnet18", "densenet121"]
 
