@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import files, plots
+from .pages import Claim, Section, floats, need, read_json, sweep
 from .compare import radius_by_group
 from .models import get_model
 from .predict import LEARNED, agreement
@@ -90,19 +91,17 @@ def radial_profile(nads: np.ndarray, shape) -> np.ndarray:
 
 
 def sections(root: Path, archs, out: Path) -> list:
-    """The atlas page's sections (nads.report.Section), its figures written into `out`."""
-    from .report import Claim, Section, _floats, _json, _need, _sweep
-
-    meta = files.read_json(_need(root / "data/synthetic/meta.json", "synthetic"))
+    """The atlas page's sections (nads.pages.Section), its figures written into `out`."""
+    meta = files.read_json(need(root / "data/synthetic/meta.json", "synthetic"))
     shape, stride = tuple(meta["input_shape"]), meta["fourier_stride"]
     nads, vals, per_arch = {}, {}, []
     for arch in archs.nads:
         d = root / "results/nads" / arch
-        nads[arch] = files.load_npy(_need(d / "nads.npy", f"nads@{arch}"), f"dvc repro nads@{arch}")
-        vals[arch] = files.load_npy(_need(d / "eigenvalues.npy", f"nads@{arch}"), f"dvc repro nads@{arch}")
+        nads[arch] = files.load_npy(need(d / "nads.npy", f"nads@{arch}"), f"dvc repro nads@{arch}")
+        vals[arch] = files.load_npy(need(d / "eigenvalues.npy", f"nads@{arch}"), f"dvc repro nads@{arch}")
     grids, curves = {}, {}
     for arch in archs.nads:
-        m = _json(root / "results/nads" / arch / "metrics.json", f"nads@{arch}")
+        m = read_json(root / "results/nads" / arch / "metrics.json", f"nads@{arch}")
         p = patch_stride(arch, shape)
         s = Section(f"{arch}" + (f" (patch-{p} stem)" if p else ""),
                     table={"networks": m["n_networks"], "top-10 agreement of two halves": m["half_agreement_top10"],
@@ -112,14 +111,14 @@ def sections(root: Path, archs, out: Path) -> list:
         k, drop = spectral_gap(vals[arch], m["rank"])
         s.table.update({"largest spectral gap λ_(k-1) / λ_k": drop, "NADs above it (k)": k})
         if arch in archs.sweep:
-            _, grid, sm = _sweep(root, arch, "fourier")
-            _, curve, _ = _sweep(root, arch, "nad")
-            pm = _json(root / "results/predict" / arch / "metrics.json", f"predict@{arch}")
+            _, grid, sm = sweep(root, arch, "fourier")
+            _, curve, _ = sweep(root, arch, "nad")
+            pm = read_json(root / "results/predict" / arch / "metrics.json", f"predict@{arch}")
             freqs = np.array([grid["k1"], grid["k2"]], dtype=int).T
-            acc = _floats(grid, "test_acc")
-            score = _floats(files.read_csv(root / "results/predict" / arch / "fourier.csv"), "score")
+            acc = floats(grid, "test_acc")
+            score = floats(files.read_csv(root / "results/predict" / arch / "fourier.csv"), "score")
             grids[arch] = (freqs, acc, score)
-            curves[arch] = (_floats(curve, "index").astype(int), _floats(curve, "test_acc"))
+            curves[arch] = (floats(curve, "index").astype(int), floats(curve, "test_acc"))
             rho = agreement(*curves[arch])["spearman"]   # of index and accuracy (NaN for a flat curve)
             s.table.update({"Fourier directions: mean test accuracy": sm["mean_test_acc"],
                             "Fourier directions: fraction above 0.9": sm["frac_test_acc_above_0.9"],

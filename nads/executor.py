@@ -45,7 +45,7 @@ from . import portable, progress, resume
 from .config import DEVICES, EXECUTORS, is_device
 from .errors import InputError, ParamError
 from .progress import Monitor
-from .runtime import resolve_device
+from .runtime import fingerprint, resolve_device
 
 def cpu_workers() -> int:
     try:
@@ -353,14 +353,6 @@ def _ray_call(fn, common, job, code: str):
 
 
 @functools.cache
-def fingerprint() -> str:
-    """The nads source code and torch version this process runs: tasks must run what the driver runs."""
-    h = hashlib.sha256(torch.__version__.encode())
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(path.name.encode() + path.read_bytes())
-    return h.hexdigest()
-
-
 def import_ray():
     try:
         import ray

@@ -7,51 +7,14 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
 from . import files, predict
-
-
-@dataclass
-class Claim:
-    text: str          # the paper's claim
-    evidence: str      # what this run measured
-    supported: bool     # (a plain bool, also when computed from numpy values)
-
-
-@dataclass
-class Section:
-    title: str
-    figures: list = field(default_factory=list)   # paths
-    table: dict = field(default_factory=dict)     # name -> value
-    claims: list = field(default_factory=list)
-    note: str = ""                                 # one line under the title
-
-
-def _need(path: Path, stage: str) -> Path:
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: run `dvc repro {stage}` first")
-    return path
-
-
-def _json(path: Path, stage: str) -> dict:
-    return json.loads(_need(path, stage).read_text())
-
-
-def _sweep(root: Path, arch: str, family: str) -> tuple[Path, dict, dict]:
-    """(folder, accuracy table, metrics) of stage sweep-<family>@<arch>."""
-    d, stage = root / "results/sweep" / arch / family, f"sweep-{family}@{arch}"
-    return d, files.read_csv(_need(d / "accuracy.csv", stage)), _json(d / "metrics.json", stage)
-
-
-def _floats(table: dict, key: str) -> np.ndarray:
-    return np.array(table[key], dtype=float)
+from .pages import Claim, Section, floats, need, read_json, sweep
 
 
 def _pooled_cnn(arch: str) -> bool:
@@ -62,8 +25,8 @@ def _pooled_cnn(arch: str) -> bool:
 
 def nads_section(root: Path, arch: str) -> Section:
     d = root / "results/nads" / arch
-    m = _json(d / "metrics.json", f"nads@{arch}")
-    s = Section(f"NADs of {arch}", [_need(d / "nads.png", f"nads@{arch}"), d / "spectrum.png"],
+    m = read_json(d / "metrics.json", f"nads@{arch}")
+    s = Section(f"NADs of {arch}", [need(d / "nads.png", f"nads@{arch}"), d / "spectrum.png"],
                 {k: m[k] for k in ("n_networks", "half_agreement_top1", "half_agreement_top10",
                                    "index_frequency_spearman", "autograd_vs_fd_top10") if k in m})
     if _pooled_cnn(arch):
@@ -74,11 +37,11 @@ def nads_section(root: Path, arch: str) -> Section:
 
 
 def fourier_section(root: Path, arch: str) -> Section:
-    d, t, m = _sweep(root, arch, "fourier")
+    d, t, m = sweep(root, arch, "fourier")
     s = Section(f"{arch} on D(v), Fourier directions", [d / "heatmap.png"],
                 {k: m[k] for k in ("n_directions", "mean_test_acc", "frac_test_acc_above_0.9")})
-    acc = _floats(t, "test_acc")
-    k1, k2 = _floats(t, "k1"), _floats(t, "k2")
+    acc = floats(t, "test_acc")
+    k1, k2 = floats(t, "k1"), floats(t, "k2")
     spread = f"minimum test accuracy {np.nanmin(acc):.3f}, fraction above 0.9: {np.mean(acc > 0.9):.2f}"
     if not _pooled_cnn(arch):
         text = "Logistic regression learns every direction" if arch == "logreg" else \
@@ -107,12 +70,12 @@ def _pm(m: dict, key: str) -> str:
 
 
 def nad_sweep_section(root: Path, arch: str) -> Section:
-    d, t, m = _sweep(root, arch, "nad")
+    d, t, m = sweep(root, arch, "nad")
     keys = ("n_directions", "mean_test_acc", "auc_learned_first", "auc_learned_first_sd", "last_learned_index",
             "spearman_index_vs_test_acc", "spearman_index_vs_test_acc_sd")
     s = Section(f"{arch} on D(u_i), its own NADs", [d / "curve.png"], {k: m[k] for k in keys if k in m})
     if _pooled_cnn(arch):
-        acc, auc = _floats(t, "test_acc"), m["auc_learned_first"]
+        acc, auc = floats(t, "test_acc"), m["auc_learned_first"]
         s.claims.append(Claim("Accuracy on D(u_i) falls with the NAD index i",
                               f"a learned NAD (test accuracy ≥ {predict.LEARNED}) comes before one at chance: "
                               f"AUC {_pm(m, 'auc_learned_first')}; learned up to u_{m['last_learned_index']}; "
@@ -123,7 +86,7 @@ def nad_sweep_section(root: Path, arch: str) -> Section:
 
 def predict_section(root: Path, arch: str) -> Section:
     d = root / "results/predict" / arch
-    m = _json(d / "metrics.json", f"predict@{arch}")
+    m = read_json(d / "metrics.json", f"predict@{arch}")
     return Section(f"{arch}: learnability predicted from its NADs alone", [d / "grid.png", d / "curve.png"],
                    {"rule": m["rule"],
                     "AUC of learned over chance directions, Fourier": _pm(m, "auc_fourier"),
@@ -139,9 +102,9 @@ def predict_section(root: Path, arch: str) -> Section:
 
 def poison_section(root: Path, arch: str) -> Section:
     d = root / "results/poison" / arch
-    t = files.read_csv(_need(d / "results.csv", f"poison@{arch}"))
+    t = files.read_csv(need(d / "results.csv", f"poison@{arch}"))
     clean = float(t["clean_test_acc"][0])
-    acc = _floats(t, "clean_test_acc")[1:]
+    acc = floats(t, "clean_test_acc")[1:]
     idx = t["nad_index"][1:]
     s = Section(f"{arch} on CIFAR-10 with NAD carriers", [d / "curve.png"],
                 {"clean baseline test acc": clean, **{f"test acc, carrier on NAD {i}": a for i, a in zip(idx, acc)}})
@@ -154,7 +117,7 @@ def poison_section(root: Path, arch: str) -> Section:
 
 def flip_section(root: Path, arch: str) -> Section:
     d = root / "results/flip" / arch
-    m = _json(d / "metrics.json", f"flip@{arch}")
+    m = read_json(d / "metrics.json", f"flip@{arch}")
     s = Section(f"{arch} on CIFAR-10 in the flipped NAD basis", [d / "bars.png"], dict(m))
     s.claims.append(Claim("Flipping the NAD basis (an orthogonal change that loses nothing) costs accuracy "
                           "(the paper: 20 to 35 points)", f"{m['original_test_acc']:.3f} → "
@@ -170,7 +133,7 @@ TOLERANCE = {"nads_agreement_top10": 0.9, "grid_pearson_r": 0.9, "grid_mean_abs_
 
 def compare_section(root: Path, arch: str) -> Section:
     d = root / "results/compare" / arch
-    m = _json(d / "metrics.json", f"compare@{arch}")
+    m = read_json(d / "metrics.json", f"compare@{arch}")
     figures = [d / f for f in ("nads.png", "spectra.png", "grid.png", "curve.png") if (d / f).exists()]
     s = Section(f"Paper vs this run: {arch}", figures, dict(m),
                 note="Tolerances are stated for the paper's scale; a smaller profile may fall outside them.")
@@ -265,7 +228,7 @@ def _write_page(title: str, head: tuple, params_yaml: str, sections: list, out_d
                                              for k, v in s.table.items()) + "</table>")
         for f in s.figures:
             md.append(f"![{Path(f).name}]({os.path.relpath(f, out_dir)})")
-            data = base64.b64encode(_need(Path(f), "its stage").read_bytes()).decode()
+            data = base64.b64encode(need(Path(f), "its stage").read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(Path(f).name)}' src='data:image/png;base64,{data}'>")
         md.append("")
     style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%;display:block;"

@@ -21,6 +21,8 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from .runtime import fingerprint
+
 _root: Path | None = None          # the stage's folder, in the driver
 _state: Path | None = None         # the current job's training-state prefix, in the process running it
 _trainings = 0                     # training runs started by the current job
@@ -80,7 +82,6 @@ def store_for(fn, jobs, common) -> JobStore | None:
     """The store of this map inside `keep`, else None (nothing kept)."""
     if _root is None:
         return None
-    from .executor import fingerprint  # (executor imports this module)
     h = hashlib.sha256(fingerprint().encode())
     h.update(f"{fn.__module__}.{fn.__qualname__}".encode())
     h.update(pickle.dumps((jobs, common), protocol=4))

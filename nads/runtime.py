@@ -1,7 +1,9 @@
 """Where, with which seeds and in which arithmetic work runs: devices, per-item seeds, precision."""
 from __future__ import annotations
 
+import hashlib
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -67,3 +69,14 @@ def _tf32_flags() -> list:
                 (torch.backends.cudnn.conv, "fp32_precision", ("ieee", "tf32"))]
     return [(torch.backends.cuda.matmul, "allow_tf32", (False, True)),
             (torch.backends.cudnn, "allow_tf32", (False, True))]
+
+
+def fingerprint() -> str:
+    """The nads source code (every module, nads/models included) and torch version this
+    process runs: Ray tasks must run what the driver runs, and resumed work must come
+    from the same code."""
+    h = hashlib.sha256(torch.__version__.encode())
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+    return h.hexdigest()

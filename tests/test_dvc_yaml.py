@@ -58,6 +58,25 @@ def test_the_import_reader_sees_imports_inside_functions_and_packages():
         closure(ROOT / "stages/synthetic.py")
 
 
+def test_no_import_cycle_among_the_librarys_modules():
+    """Every import counts, those inside functions too (where a cycle hides)."""
+    graph = {p: codedeps.imports(p) - {p} for p in (ROOT / "nads").rglob("*.py")}
+    done, path = set(), []
+
+    def visit(p):
+        assert p not in path, "import cycle: " + " -> ".join(str(q.relative_to(ROOT)) for q in path[path.index(p):] + [p])
+        if p in done:
+            return
+        path.append(p)
+        for q in sorted(graph.get(p, ())):
+            visit(q)
+        path.pop()
+        done.add(p)
+
+    for p in sorted(graph):
+        visit(p)
+
+
 # Stages whose outputs no library version can change: check-params writes nothing, reference
 # copies files it checks against their recorded sha256, model hashes source files.
 NO_ENVIRONMENT = {"check-params", "reference", "model"}

@@ -136,7 +136,8 @@ def test_cli_with_executor_ray_joins_the_cluster_and_gives_the_local_result(clus
 
 
 def test_a_worker_running_other_code_refuses_the_task(monkeypatch):
-    from nads.executor import _ray_call, fingerprint
+    from nads.executor import _ray_call
+    from nads.runtime import fingerprint
 
     # Called in this test process, which loaded numpy before nads: a worker whose arithmetic
     # is not the portable one refuses too, unless portable arithmetic is off.
