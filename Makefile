@@ -10,7 +10,7 @@ UV     := uv==0.13.9
 # Stage commands call `python` and `dvc`: make them the virtualenv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install install-test repro test test-fast lock lock-check profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
+.PHONY: install install-test repro test test-fast lint lock lock-check profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
 
 ifeq ($(NADS_VENV),0)
 MAIN :=
@@ -97,6 +97,12 @@ test: $(TEST)
 
 test-fast: $(TEST)
 	python -m pytest -m "not slow"
+
+# The linter and the formatter (ruff; settings in pyproject.toml); CI runs this before the tests.
+# `ruff format .` and `ruff check --fix .` repair what they report.
+lint: $(TEST)
+	ruff check .
+	ruff format --check .
 
 # On a GPU machine (issue #14): correctness against the CPU, throughput, paper-profile hours; ~6 minutes.
 gpu-check: $(MAIN)

@@ -100,7 +100,7 @@ def _predict(args) -> int:
 
 
 HEADLINE = ("n_fourier_directions", "half_agreement_top10", "index_frequency_spearman", "mean_test_acc",
-            "frac_test_acc_above_0.9", "spearman_index_vs_test_acc", "clean_baseline_test_acc",
+            "frac_test_acc_above_0.9", "auc_learned_first", "clean_baseline_test_acc",
             "max_drop_vs_clean", "original_test_acc", "flipped_test_acc", "claims_supported", "n_train")
 
 

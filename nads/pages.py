@@ -45,3 +45,9 @@ def sweep(root: Path, arch: str, family: str) -> tuple[Path, dict, dict]:
 
 def floats(table: dict, key: str) -> np.ndarray:
     return np.array(table[key], dtype=float)
+
+
+def figure(root: Path, folder: Path, name: str) -> Path:
+    """Where stage `figures` draws `name` for the outputs in `folder`
+    (results/nads/lenet -> results/figures/nads/lenet/name)."""
+    return root / "results/figures" / Path(folder).relative_to(root / "results") / name

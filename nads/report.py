@@ -14,7 +14,7 @@ import numpy as np
 import yaml
 
 from . import files, predict
-from .pages import Claim, Section, floats, need, read_json, sweep
+from .pages import Claim, Section, figure, floats, need, read_json, sweep
 
 
 def _pooled_cnn(arch: str) -> bool:
@@ -26,7 +26,7 @@ def _pooled_cnn(arch: str) -> bool:
 def nads_section(root: Path, arch: str) -> Section:
     d = root / "results/nads" / arch
     m = read_json(d / "metrics.json", f"nads@{arch}")
-    s = Section(f"NADs of {arch}", [need(d / "nads.png", f"nads@{arch}"), d / "spectrum.png"],
+    s = Section(f"NADs of {arch}", [need(figure(root, d, "nads.png"), "figures"), figure(root, d, "spectrum.png")],
                 {k: m[k] for k in ("n_networks", "half_agreement_top1", "half_agreement_top10",
                                    "index_frequency_spearman", "autograd_vs_fd_top10") if k in m})
     if _pooled_cnn(arch):
@@ -38,7 +38,7 @@ def nads_section(root: Path, arch: str) -> Section:
 
 def fourier_section(root: Path, arch: str) -> Section:
     d, t, m = sweep(root, arch, "fourier")
-    s = Section(f"{arch} on D(v), Fourier directions", [d / "heatmap.png"],
+    s = Section(f"{arch} on D(v), Fourier directions", [figure(root, d, "heatmap.png")],
                 {k: m[k] for k in ("n_directions", "mean_test_acc", "frac_test_acc_above_0.9")})
     acc = floats(t, "test_acc")
     k1, k2 = floats(t, "k1"), floats(t, "k2")
@@ -73,7 +73,7 @@ def nad_sweep_section(root: Path, arch: str) -> Section:
     d, t, m = sweep(root, arch, "nad")
     keys = ("n_directions", "mean_test_acc", "auc_learned_first", "auc_learned_first_sd", "last_learned_index",
             "spearman_index_vs_test_acc", "spearman_index_vs_test_acc_sd")
-    s = Section(f"{arch} on D(u_i), its own NADs", [d / "curve.png"], {k: m[k] for k in keys if k in m})
+    s = Section(f"{arch} on D(u_i), its own NADs", [figure(root, d, "curve.png")], {k: m[k] for k in keys if k in m})
     if _pooled_cnn(arch):
         acc, auc = floats(t, "test_acc"), m["auc_learned_first"]
         s.claims.append(Claim("Accuracy on D(u_i) falls with the NAD index i",
@@ -87,7 +87,7 @@ def nad_sweep_section(root: Path, arch: str) -> Section:
 def predict_section(root: Path, arch: str) -> Section:
     d = root / "results/predict" / arch
     m = read_json(d / "metrics.json", f"predict@{arch}")
-    return Section(f"{arch}: learnability predicted from its NADs alone", [d / "grid.png", d / "curve.png"],
+    return Section(f"{arch}: learnability predicted from its NADs alone", [figure(root, d, "grid.png"), figure(root, d, "curve.png")],
                    {"rule": m["rule"],
                     "AUC of learned over chance directions, Fourier": _pm(m, "auc_fourier"),
                     "AUC of learned over chance directions, NADs": _pm(m, "auc_nad"),
@@ -106,7 +106,7 @@ def poison_section(root: Path, arch: str) -> Section:
     clean = float(t["clean_test_acc"][0])
     acc = floats(t, "clean_test_acc")[1:]
     idx = t["nad_index"][1:]
-    s = Section(f"{arch} on CIFAR-10 with NAD carriers", [d / "curve.png"],
+    s = Section(f"{arch} on CIFAR-10 with NAD carriers", [figure(root, d, "curve.png")],
                 {"clean baseline test acc": clean, **{f"test acc, carrier on NAD {i}": a for i, a in zip(idx, acc)}})
     s.claims.append(Claim("A carrier on a top NAD is a shortcut that costs clean accuracy; one on a late NAD "
                           "is ignored", f"clean test accuracy {clean:.3f} without carrier, {acc[0]:.3f} with it on "
@@ -118,7 +118,7 @@ def poison_section(root: Path, arch: str) -> Section:
 def flip_section(root: Path, arch: str) -> Section:
     d = root / "results/flip" / arch
     m = read_json(d / "metrics.json", f"flip@{arch}")
-    s = Section(f"{arch} on CIFAR-10 in the flipped NAD basis", [d / "bars.png"], dict(m))
+    s = Section(f"{arch} on CIFAR-10 in the flipped NAD basis", [figure(root, d, "bars.png")], dict(m))
     s.claims.append(Claim("Flipping the NAD basis (an orthogonal change that loses nothing) costs accuracy "
                           "(the paper: 20 to 35 points)", f"{m['original_test_acc']:.3f} → "
                           f"{m['flipped_test_acc']:.3f} ({100 * m['drop']:.1f} points)", m["drop"] > 0.05))
@@ -134,7 +134,8 @@ TOLERANCE = {"nads_agreement_top10": 0.9, "grid_pearson_r": 0.9, "grid_mean_abs_
 def compare_section(root: Path, arch: str) -> Section:
     d = root / "results/compare" / arch
     m = read_json(d / "metrics.json", f"compare@{arch}")
-    figures = [d / f for f in ("nads.png", "spectra.png", "grid.png", "curve.png") if (d / f).exists()]
+    figures = [figure(root, d, f) for f in ("nads.png", "spectra.png", "grid.png", "curve.png")
+               if figure(root, d, f).exists()]
     s = Section(f"Paper vs this run: {arch}", figures, dict(m),
                 note="Tolerances are stated for the paper's scale; a smaller profile may fall outside them.")
     t = TOLERANCE

@@ -1,7 +1,6 @@
 """Stage `cifar10`: the fetched CIFAR-10 (any supported form) -> one cached format."""
 import numpy as np
 
-from nads import plots
 from nads.datasets import load_raw
 from stages.common import stage
 
@@ -15,8 +14,7 @@ def main() -> None:
                    "train_per_class_min": int(np.bincount(data.y_train, minlength=10).min()),
                    "test_per_class_min": int(np.bincount(data.y_test, minlength=10).min()),
                    "train_mean_pixel": float(data.x_train.mean() / 255)}
-        plots.image_grid(data.x_train, data.y_train, data.classes, results / "samples.png")
-        st.finish(metrics, results / "metrics.json", results / "samples.png")
+        st.finish(metrics, results / "metrics.json")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-import numpy as np
 
 from nads import config, environment, errors, files, portable, resume, tracking
 from nads.executor import make_executor

@@ -4,12 +4,11 @@ from pathlib import Path
 
 import numpy as np
 
-from nads import compare, files, plots, predict, published
+from nads import compare, files, predict, published
 from nads.directions import fourier_directions
 from stages.common import load_nads, stage
 
 SHAPE = (1, 32, 32)  # the published NADs' input shape
-SHOWN = (0, 1, 2, 3, 5, 10, 20, 50, 100, 300)
 
 
 def main(arch: str) -> None:
@@ -21,11 +20,6 @@ def main(arch: str) -> None:
                    for k in compare.AGREEMENT_K}
         for who, nads in (("", ours), ("published_", ref.nads)):
             metrics.update({f"{who}radius_{g}": r for g, r in compare.radius_by_group(nads, SHAPE).items()})
-        plots.nad_rows({"this run": compare.sign_aligned(ours[:len(ref.nads)], ref.nads), "published": ref.nads},
-                       SHAPE, SHOWN, out / "nads.png", title=f"{arch}: NADs of this run above the published ones")
-        plots.spectra({"this run": vals[:len(ref.eigenvalues)], "published": ref.eigenvalues}, out / "spectra.png",
-                      title=f"{arch}: gradient covariance spectra, normalised")
-        figures = [out / "nads.png", out / "spectra.png"]
 
         sweep = Path("results/sweep") / arch
         grid = files.read_csv(sweep / "fourier" / "accuracy.csv")
@@ -33,13 +27,8 @@ def main(arch: str) -> None:
         acc = np.array(grid["test_acc"], dtype=float)
         theirs = published.grid_at(ref.grid, freqs, SHAPE)
         metrics.update({f"grid_{k}": v for k, v in compare.paired(acc, theirs).items()})
-        stride = files.read_json("data/synthetic/meta.json")["fourier_stride"]
-        plots.grid_comparison(freqs, acc, theirs, SHAPE, stride, out / "grid.png",
-                              title=f"{arch} on D(v), Fourier directions: this run and the paper")
-        figures.append(out / "grid.png")
         tables = {name: {k: np.array(v, dtype=float) for k, v in files.read_csv(sweep / family / "accuracy.csv").items()}
                   for family, name in (("nad", "this run"), ("published-nad", "this run's training, published NADs"))}
-        curves = {name: (t["index"].astype(int), t["test_acc"], plots.spread_of(t)) for name, t in tables.items()}
         if ref.curve is not None:  # (none for logistic regression)
             lookup = dict(zip(*ref.curve))
             for prefix, (name, t) in zip(("curve_", "control_curve_"), tables.items()):
@@ -48,11 +37,8 @@ def main(arch: str) -> None:
                 if "test_acc_sd" in t:  # (one seed: no spread)
                     metrics.update({f"{prefix}{k}": v for k, v in
                                     compare.within_spread(t["test_acc"], t["test_acc_sd"], theirs).items()})
-            curves["published"] = ref.curve
         metrics.update(predicted(ref, ours, vals))
-        plots.curve_comparison(curves, out / "curve.png",
-                               title=f"{arch} on D(u_i): this run, the control, and the paper")
-        st.finish(metrics, out / "metrics.json", *figures, out / "curve.png")
+        st.finish(metrics, out / "metrics.json")
 
 
 def predicted(ref, ours, vals) -> dict:

@@ -2,7 +2,6 @@
 import sys
 from pathlib import Path
 
-from nads import plots
 from nads.cifar import flipped
 from nads.datasets import Cifar10
 from stages.common import check_model, load_nads, stage
@@ -18,9 +17,7 @@ def main(arch: str) -> None:
                          progress=f"flip {arch}", log=st.log_step)
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]
         out = st.folder(Path("results/flip") / arch)
-        plots.bars({"original": result["original_test_acc"], "flipped NAD basis": result["flipped_test_acc"]},
-                   out / "bars.png", ylabel="CIFAR-10 test accuracy", title=f"{arch}: original vs flipped basis")
-        st.finish(result, out / "metrics.json", out / "bars.png")
+        st.finish(result, out / "metrics.json")
 
 
 if __name__ == "__main__":

@@ -1,14 +1,11 @@
-"""Stage `nads@<arch>`: the NADs of one architecture, their spectrum and figures."""
+"""Stage `nads@<arch>`: the NADs of one architecture and their spectrum (figures: stage figures)."""
 import sys
 from pathlib import Path
 
-from nads import files, plots
+from nads import files
 from nads.estimate import AGREEMENT_K, estimate_nads, subspace_agreement
 from nads.spectral import index_frequency_correlation
 from stages.common import check_model, stage
-
-FIGURE_INDICES = (0, 1, 2, 3, 4, 5, 10, 20, 50, 100, 200, 500, 1000)
-
 
 def main(arch: str) -> None:
     with stage("nads", f"nads@{arch}", arch=arch) as st:
@@ -34,13 +31,7 @@ def main(arch: str) -> None:
 
         files.save_npy(out / "nads.npy", result.nads)
         files.save_npy(out / "eigenvalues.npy", result.eigenvalues)
-        shown = [i for i in FIGURE_INDICES if i < len(result.nads)]
-        plots.patterns_with_spectra(result.nads[shown], cfg.input_shape, [f"u{i}" for i in shown],
-                                    out / "nads.png", suptitle=f"NADs of {arch} ({cfg.estimator}, "
-                                    f"{cfg.n_networks} networks): pixels above centred |FFT|^2")
-        plots.spectrum(result.eigenvalues, out / "spectrum.png", rank=rank,
-                       title=f"{arch}: gradient covariance spectrum ({cfg.n_networks} networks)")
-        st.finish(metrics, out / "metrics.json", out / "nads.png", out / "spectrum.png", out / "eigenvalues.npy")
+        st.finish(metrics, out / "metrics.json", out / "eigenvalues.npy")
         st.log({f"timing.{k}": v for k, v in result.timing.items() if k != "device"})  # MLflow only: not reproducible
 
 

@@ -2,7 +2,7 @@
 import sys
 from pathlib import Path
 
-from nads import files, plots
+from nads import files
 from nads.cifar import poisoning
 from nads.datasets import Cifar10
 from stages.common import check_model, load_nads, stage
@@ -24,10 +24,7 @@ def main(arch: str) -> None:
                    **{f"nad{r['nad_index']}_clean_test_acc": r["clean_test_acc"] for r in poisoned},
                    **{f"nad{r['nad_index']}_carrier_success": r["carrier_success"] for r in poisoned},
                    "max_drop_vs_clean": clean["clean_test_acc"] - min(r["clean_test_acc"] for r in poisoned)}
-        plots.poison_curve([r["nad_index"] for r in poisoned], [r["clean_test_acc"] for r in poisoned],
-                           clean["clean_test_acc"], out / "curve.png",
-                           title=f"{arch}: CIFAR-10 with a carrier on NAD k (eps={cfg.epsilon})")
-        st.finish(metrics, out / "metrics.json", out / "curve.png", out / "results.csv")
+        st.finish(metrics, out / "metrics.json", out / "results.csv")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nads import files, plots, predict
+from nads import files, predict
 from nads.directions import fourier_directions
 from nads.predict import RULE
 from stages.common import load_nads, stage
@@ -38,16 +38,12 @@ def main(arch: str) -> None:
         metrics = {"rule": RULE, "n_fourier": len(fourier), "n_nad": len(along)}
         for family, score, table in (("fourier", fourier, grid), ("nad", along, curve)):
             agree = predict.agreement_over_seeds(score, predict.replicates(table))
-            metrics.update({f"{k}_{family}": v for k, v in agree.items()})
+            metrics.update({k.replace("_sd", "") + f"_{family}" + ("_sd" if k.endswith("_sd") else ""): v
+                            for k, v in agree.items()})   # auc_nad, auc_nad_sd, ...
         files.write_csv(out / "fourier.csv", {"k1": freqs[:, 0], "k2": freqs[:, 1], "score": fourier,
                                               "test_acc": measured})
         files.write_csv(out / "nad.csv", {"index": indices, "score": along, "test_acc": on_nads})
-        plots.predicted_grid(freqs, fourier, measured, shape, stride, out / "grid.png",
-                             title=f"{arch}: predicted ({RULE} rule) and measured, AUC {metrics['auc_fourier']:.2f}")
-        plots.predicted_curve(indices, along, on_nads, out / "curve.png",
-                              title=f"{arch} on D(u_i): AUC {metrics['auc_nad']:.2f}")
-        st.finish(metrics, out / "metrics.json", out / "grid.png", out / "curve.png", out / "fourier.csv",
-                  out / "nad.csv")
+        st.finish(metrics, out / "metrics.json", out / "fourier.csv", out / "nad.csv")
         st.log({"timing.fourier_seconds": seconds})  # MLflow only: not reproducible
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nads import errors, files, plots, predict, published
+from nads import errors, files, predict, published
 from nads.synthetic import load_bank
 from nads.sweep import sweep_seeds
 from stages.common import check_model, load_nads, stage
@@ -43,17 +43,9 @@ def main(arch: str, family: str) -> None:
                    "seeds": seeds}
         if seeds > 1:
             metrics["mean_seed_sd"] = float(np.nanmean(acc["test_acc_sd"]))
-        title = (f"{arch} on D({'v' if family == 'fourier' else 'u_i'}), {bank.shape[1]}x{bank.shape[2]}, "
-                 f"{cfg.epochs} epochs, n={len(bank.y_train)}" + (f", mean of {seeds} seeds" if seeds > 1 else ""))
-        if family == "fourier":
-            figure = out / "heatmap.png"
-            stride = files.read_json("data/synthetic/meta.json")["fourier_stride"]
-            plots.fourier_heatmap(freqs, test, bank.shape, stride, figure, title=title)
-        else:
-            figure = out / "curve.png"
+        if family != "fourier":
             metrics.update(nad_curve_metrics(indices, acc))
-            plots.nad_curve(indices, test, vals[indices], figure, title=title, spread=plots.spread_of(acc))
-        st.finish(metrics, out / "metrics.json", figure, out / "accuracy.csv")
+        st.finish(metrics, out / "metrics.json", out / "accuracy.csv")
 
 
 def nad_curve_metrics(indices: np.ndarray, acc: dict) -> dict:

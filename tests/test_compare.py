@@ -163,7 +163,7 @@ def test_the_pipeline_compares_with_the_published_results(built_copy, tmp_path):
     assert m["predicted_spearman_grid_published_nads"] == pytest.approx(0.710, abs=0.002)
     assert -1 <= m["predicted_spearman_grid_ours_nads"] <= 1 and m["predicted_spearman_curve_published_nads"] > 0.9
     for figure in ("nads.png", "spectra.png", "grid.png", "curve.png"):
-        assert (repo.path / "results/compare/lenet" / figure).stat().st_size > 5000
+        assert (repo.path / "results/figures/compare/lenet" / figure).stat().st_size > 5000
     assert "## Paper vs this run: lenet" in (repo.path / "results/report/summary.md").read_text()
     lock = (repo.path / "dvc.lock").read_text()
     assert str(elsewhere) not in lock and str(tmp_path) not in lock

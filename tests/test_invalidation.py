@@ -32,3 +32,12 @@ def test_a_new_family_reruns_nothing(built_copy):
     core.write_text(core.read_text().replace('    "vit_p4": ("vit", "ViT", {}),',
                                              '    "vit_p4": ("vit", "ViT", {}),\n    "wide": ("wide", "Wide", {}),'))
     assert stale(repo, ran=("model@logreg", "model@lenet")) == set()   # they saw the edit; their hashes held
+
+
+def test_a_change_of_style_redraws_and_reruns_no_computation(built_copy):
+    repo = built_copy
+    plots = repo.path / "nads/plots.py"
+    plots.write_text(plots.read_text() + "\n# an edit\n")
+    assert stale(repo) == {"figures", "report"}   # (the report draws the atlas page's figures)
+    assert {"figures", "report"} == {line.split("'")[1] for line in repo.dvc("repro").stdout.splitlines()
+                                     if line.startswith("Running stage")}

@@ -25,8 +25,9 @@ NADS = {"nads@logreg", "nads@lenet"}
 SWEEPS = {f"sweep-{family}@{arch}" for family in ("fourier", "nad") for arch in ("logreg", "lenet")}
 CIFAR = {"fetch@cifar10", "cifar10", "poison@lenet", "flip@lenet"}
 PREDICT = {"predict@logreg", "predict@lenet"}
-TRACKED = {"synthetic"} | NADS | SWEEPS | PREDICT | CIFAR | {"report"}   # stages with an MLflow run
-ALL = TRACKED | {"check-params"}
+MODELS = {"model@logreg", "model@lenet"}
+TRACKED = {"synthetic"} | NADS | SWEEPS | PREDICT | CIFAR | {"figures", "report"}   # stages with an MLflow run
+ALL = TRACKED | MODELS | {"check-params"}
 
 
 def digest(root, *dirs):
@@ -73,8 +74,13 @@ def test_first_repro_runs_everything_and_tracks_each_stage(built):
     (r,) = [r for _, r in all_runs.iterrows() if r["tags.mlflow.runName"] == "nads@lenet"]
     assert r["params.arch"] == "lenet" and r["params.nads.n_networks"] == "6"
     assert r["metrics.timing.networks_per_second"] > 0
-    assert {"nads.png", "spectrum.png", "metrics.json"} <= {
-        a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"])}
+    assert {"eigenvalues.npy", "metrics.json"} <= {a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"])}
+    (r,) = [r for _, r in all_runs.iterrows() if r["tags.mlflow.runName"] == "figures"]
+    drawn = {a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"], "nads/lenet")}
+    assert drawn == {"nads/lenet/nads.png", "nads/lenet/spectrum.png"}   # the figures, in a run of their own
+    read = json.loads((repo.path / "results/figures/inputs.json").read_text())
+    assert read["results/nads/lenet/nads.npy"] == hashlib.sha256(
+        (repo.path / "results/nads/lenet/nads.npy").read_bytes()).hexdigest()   # which data they show
     assert (repo.path / "mlflow.db").is_file() and (repo.path / "mlartifacts").is_dir()
     shown = repo.dvc("metrics", "show").stdout
     for path in ("results/synthetic/metrics.json", "results/nads/lenet/metrics.json",
@@ -94,7 +100,8 @@ def test_nads_outputs(built):
         metrics = json.loads((out / "metrics.json").read_text())
         assert metrics["n_networks"] == 6 and metrics["rank"] == 5
         assert {"half_agreement_top1", "autograd_vs_fd_top10", "index_frequency_spearman"} <= set(metrics)
-        assert (out / "nads.png").stat().st_size > 10_000 and (out / "spectrum.png").is_file()
+        drawn = repo.path / "results/figures/nads" / arch
+        assert (drawn / "nads.png").stat().st_size > 10_000 and (drawn / "spectrum.png").is_file()
     # Logistic regression is linear: FD and autograd give the same directions (top-1: within the rank of 6 networks).
     logreg = json.loads((repo.path / "results/nads/logreg/metrics.json").read_text())
     assert logreg["autograd_vs_fd_top1"] == pytest.approx(1, abs=1e-4)
@@ -114,8 +121,8 @@ def test_sweep_outputs(built):
         for table in (four, nad):
             acc = np.array(table["test_acc"] + table["train_acc"], dtype=float)
             assert np.all((acc >= 0) & (acc <= 1))
-        assert (repo.path / f"results/sweep/{arch}/fourier/heatmap.png").stat().st_size > 5000
-        assert (repo.path / f"results/sweep/{arch}/nad/curve.png").stat().st_size > 5000
+        assert (repo.path / f"results/figures/sweep/{arch}/fourier/heatmap.png").stat().st_size > 5000
+        assert (repo.path / f"results/figures/sweep/{arch}/nad/curve.png").stat().st_size > 5000
         m = json.loads((repo.path / f"results/sweep/{arch}/nad/metrics.json").read_text())
         assert {"mean_test_acc", "frac_test_acc_above_0.9", "n_diverged"} <= set(m)
         assert m["seeds"] == 2 and m["mean_seed_sd"] >= 0
@@ -134,8 +141,8 @@ def test_cifar_outputs(built):
     assert all(0 <= float(v) <= 1 for v in table["clean_test_acc"] + table["poisoned_train_acc"])
     flip = json.loads((repo.path / "results/flip/lenet/metrics.json").read_text())
     assert {"original_test_acc", "flipped_test_acc", "drop"} <= set(flip)
-    assert (repo.path / "results/poison/lenet/curve.png").is_file()
-    assert (repo.path / "results/flip/lenet/bars.png").is_file()
+    assert (repo.path / "results/figures/poison/lenet/curve.png").is_file()
+    assert (repo.path / "results/figures/flip/lenet/bars.png").is_file()
 
 
 def test_predict_scores_the_swept_directions_from_the_nads(built):
@@ -161,7 +168,7 @@ def test_predict_scores_the_swept_directions_from_the_nads(built):
     assert "auc_fourier_sd" not in m and "auc_nad_sd" in m   # the Fourier sweep runs one seed, the NAD sweep two
     nad = files.read_csv(out / "nad.csv")
     assert [int(i) for i in nad["index"]] == [0, 1, 5, 1000] and m["n_nad"] == 4
-    assert {"grid.png", "curve.png"} <= {p.name for p in out.iterdir()}
+    assert {"grid.png", "curve.png"} <= {p.name for p in (repo.path / "results/figures/predict/lenet").iterdir()}
 
 
 def changed(repo) -> set:
@@ -179,11 +186,11 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
                                          *(repo.path / "results/synthetic").iterdir()]}
     repo.set_params(synthetic={"seed": 1})
     assert "synthetic.seed" in repo.dvc("params", "diff").stdout
-    assert changed(repo) == {"check-params", "synthetic", "report"}  # (the report quotes every param)
+    assert changed(repo) == {"check-params", "synthetic", "figures", "report"}  # (the report quotes every param)
     assert ran(repo.dvc("repro", "--single-item", "synthetic")) == {"synthetic"}
     assert digest(repo.path, "data/synthetic")["data/synthetic/noise_train.npy"] != \
         before["data/synthetic/noise_train.npy"]
-    assert changed(repo) == {"check-params", "report"} | SWEEPS | PREDICT  # the sweeps train on its data
+    assert changed(repo) == {"check-params", "figures", "report"} | SWEEPS | PREDICT  # the sweeps train on its data
     # Where NADs are computed changes nothing; how many networks changes every user of NADs.
     for path, data in kept.items():  # back to the first bank (metrics.json is not in DVC's cache)
         path.write_bytes(data)
@@ -194,7 +201,7 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     repo.set_params(nads={"n_networks": 8})
     assert ran(repo.dvc("repro", "--single-item", *NADS)) == NADS
     assert changed(repo) == {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet",
-                             "check-params", "report"} | PREDICT
+                             "check-params", "figures", "report"} | PREDICT
 
 
 def test_push_then_pull_restores_identical_outputs(built_copy):
@@ -228,7 +235,7 @@ def test_bad_input_fails_in_one_line_and_keeps_outputs(built_copy, tmp_path):
     bad = stage("stages.sweep", "lenet", "nad")
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: nad_sweep.indices = [0, 5000]: lenet has 1024 NADs (indices 0..1023)"
-    repo.set_params(nad_sweep={"indices": [0, 1]}, archs={"nads": ["logreg", "lenett"]})
+    repo.set_params(nad_sweep={"indices": [0, 1]}, archs={"nads": ["logreg", "lenet", "lenett"]})
     bad = stage("stages.nads", "lenett")
     assert bad.returncode == 2 and "archs.nads: arch = 'lenett': unknown architecture" in bad.stderr
     repo.set_params(archs={"nads": ["logreg", "lenet"]})

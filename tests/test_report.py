@@ -50,7 +50,8 @@ def test_nad_claims_only_for_pooled_cnns(tmp_path):
         d = tmp_path / "results/nads" / arch
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps({"n_networks": 8, "index_frequency_spearman": rho}))
-        (d / "nads.png").touch()  # the section only names its figures
+        (tmp_path / "results/figures/nads" / arch).mkdir(parents=True)
+        (tmp_path / "results/figures/nads" / arch / "nads.png").touch()  # the section only names its figures
         d = tmp_path / "results/sweep" / arch / "nad"
         d.mkdir(parents=True)
         files.write_csv(d / "accuracy.csv", {"index": [0, 10, 100], "eigenvalue": [3.0, 2.0, 1.0],

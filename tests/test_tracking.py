@@ -155,9 +155,13 @@ def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_record
         recorded = {(d["path"], d["md5"]) for d in lock[name].get("deps", []) if not d["path"].endswith(".py")}
         assert logged == recorded, name
     bank = next(o["md5"] for o in lock["synthetic"]["outs"] if o["path"] == "data/synthetic")
-    [fourier] = runs["sweep-fourier@lenet"].inputs.dataset_inputs
-    assert (fourier.dataset.name, fourier.dataset.digest) == ("data/synthetic", bank)
+    inputs = {i.dataset.name: i for i in runs["sweep-fourier@lenet"].inputs.dataset_inputs}
+    assert set(inputs) == {"data/synthetic", "results/models/lenet.json"}   # the data, and the model's code
+    assert {t.key: t.value for t in inputs["results/models/lenet.json"].tags} == {"dvc_stage": "model@lenet"}
+    fourier = inputs["data/synthetic"]
+    assert fourier.dataset.digest == bank
     assert {t.key: t.value for t in fourier.tags} == {"dvc_stage": "synthetic"}
     assert json.loads(fourier.dataset.source) == {"uri": (repo.path / "data/synthetic").as_uri()}
-    # data/synthetic/meta.json (the atlas reads the grid's shape), results/nads, sweep, predict, poison, flip, compare
-    assert len(runs["report"].inputs.dataset_inputs) == 7
+    # data/synthetic/meta.json (the atlas reads the grid's shape), results/nads, sweep, predict, poison, flip, compare,
+    # figures
+    assert len(runs["report"].inputs.dataset_inputs) == 8
