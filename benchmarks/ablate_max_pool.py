@@ -5,6 +5,7 @@ alternated; best of the repeats.
 
     python benchmarks/ablate_max_pool.py
 """
+
 from __future__ import annotations
 
 import time

@@ -3,6 +3,7 @@
 
     python benchmarks/ablate_pooled_shortcut.py [--networks 512] [--repeats 3]
 """
+
 import argparse
 import time
 
@@ -31,9 +32,11 @@ def main():
             top[mode] = r.eigenvalues
     best = {m: min(v) for m, v in ms.items()}
     same = bool((top["pooled"] == top["unpooled"]).all())
-    print(f"LeNet, {args.networks} networks, default engine (one process per core): "
-          f"pooled {best['pooled']:.1f} ms/network, unpooled {best['unpooled']:.1f} ms/network, "
-          f"speed-up {best['unpooled'] / best['pooled']:.2f}x; eigenvalues identical: {same}")
+    print(
+        f"LeNet, {args.networks} networks, default engine (one process per core): "
+        f"pooled {best['pooled']:.1f} ms/network, unpooled {best['unpooled']:.1f} ms/network, "
+        f"speed-up {best['unpooled'] / best['pooled']:.2f}x; eigenvalues identical: {same}"
+    )
 
 
 if __name__ == "__main__":

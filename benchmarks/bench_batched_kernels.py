@@ -20,6 +20,7 @@ overhead bounds what batching can gain on one thread.
 
     python benchmarks/bench_batched_kernels.py            # K = 16
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,17 +59,21 @@ def conv_cases(k: int, b: int):
         # Each separate result is dropped before the next call, as in the loop (keeping
         # all K alive would add page faults that the loop does not pay).
         fwd = {"K separate calls": lambda x=x, w=w: _repeat(k, lambda: F.conv2d(x, w))}
-        bwd = {"K separate calls": lambda x=x, w=w, g=g, cout=cout, mask=mask: _repeat(k, lambda: backward(
-            g, x, w, [cout], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask))}
+        bwd = {
+            "K separate calls": lambda x=x, w=w, g=g, cout=cout, mask=mask: _repeat(
+                k, lambda: backward(g, x, w, [cout], [1, 1], [0, 0], [1, 1], False, [0, 0], 1, mask)
+            )
+        }
         for label, fmt in (("grouped, NCHW", torch.contiguous_format), ("grouped, channels-last", torch.channels_last)):
             xg = torch.randn(b, cin * k, side, side).contiguous(memory_format=fmt)
             gg = torch.randn(b, cout * k, out, out).contiguous(memory_format=fmt)
             wg = torch.randn(cout * k, cin, 5, 5)
             fwd[label] = lambda xg=xg, wg=wg: F.conv2d(xg, wg, groups=k)
             bwd[label] = lambda xg=xg, wg=wg, gg=gg, cout=cout, mask=mask: backward(
-                gg, xg, wg, [cout * k], [1, 1], [0, 0], [1, 1], False, [0, 0], k, mask)
+                gg, xg, wg, [cout * k], [1, 1], [0, 0], [1, 1], False, [0, 0], k, mask
+            )
         if cin == 1:
-            cols = F.unfold(x, 5).transpose(1, 2).reshape(-1, 25).contiguous()   # (B*784, 25), shared by all K
+            cols = F.unfold(x, 5).transpose(1, 2).reshape(-1, 25).contiguous()  # (B*784, 25), shared by all K
             wk, gk = torch.randn(25, cout * k), torch.randn(cout * k, cols.shape[0])
             fwd["shared noise, one GEMM"] = lambda cols=cols, wk=wk: cols @ wk
             bwd["shared noise, one GEMM"] = lambda cols=cols, gk=gk: gk @ cols
@@ -77,8 +82,10 @@ def conv_cases(k: int, b: int):
     for name, n_in, n_out in (("fc1 (400->120)", 400, 120), ("fc2 (120->84)", 120, 84)):
         a, w = torch.randn(b, n_in), torch.randn(n_in, n_out)
         ak, wk = torch.randn(k, b, n_in), torch.randn(k, n_in, n_out)
-        cases[f"{name} forward"] = {"K separate calls": lambda a=a, w=w: _repeat(k, lambda: a @ w),
-                                    "one batched matmul": lambda ak=ak, wk=wk: torch.bmm(ak, wk)}
+        cases[f"{name} forward"] = {
+            "K separate calls": lambda a=a, w=w: _repeat(k, lambda: a @ w),
+            "one batched matmul": lambda ak=ak, wk=wk: torch.bmm(ak, wk),
+        }
     return cases
 
 
@@ -89,8 +96,10 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
     torch.set_num_threads(1)
-    print(f"K={args.models} LeNets, batch {args.batch}, one thread; best of {args.repeats}; "
-          "ms per model (time / K), and K separate calls' time / this form's time\n")
+    print(
+        f"K={args.models} LeNets, batch {args.batch}, one thread; best of {args.repeats}; "
+        "ms per model (time / K), and K separate calls' time / this form's time\n"
+    )
     print("| layer | form | ms per model | speed-up vs separate |")
     print("|---|---|---|---|")
     saved = 0.0
@@ -102,10 +111,12 @@ def main() -> None:
         if layer.startswith("conv"):
             saved += base - min(times.values())
     full, tiny = (training_step_seconds(b, args.repeats) for b in (args.batch, 2))
-    print(f"\nLeNet training step: {1e3 * full:.2f} ms on {args.batch} samples, {1e3 * tiny:.2f} ms on 2 "
-          f"(overhead). Best convolution forms save {1e3 * saved:.2f} ms; with no overhead either, "
-          f"a step takes {1e3 * (full - saved - tiny):.2f} ms: batching gains at most "
-          f"{full / (full - saved - tiny):.2f}x on one thread.")
+    print(
+        f"\nLeNet training step: {1e3 * full:.2f} ms on {args.batch} samples, {1e3 * tiny:.2f} ms on 2 "
+        f"(overhead). Best convolution forms save {1e3 * saved:.2f} ms; with no overhead either, "
+        f"a step takes {1e3 * (full - saved - tiny):.2f} ms: batching gains at most "
+        f"{full / (full - saved - tiny):.2f}x on one thread."
+    )
 
 
 def training_step_seconds(batch: int, repeats: int) -> float:

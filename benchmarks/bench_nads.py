@@ -8,6 +8,7 @@ same machine, each in a fresh process (so peak memory is its own), alternated.
     python benchmarks/bench_nads.py                     # LeNet 1000 nets, ResNet-18 3 nets
     python benchmarks/bench_nads.py --lenet 200 --resnet 2 --repeats 1   # quicker
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,7 +39,7 @@ def run_method(method: str, arch: str, n: int, out: str) -> None:
         for i in range(n):
             with torch.no_grad():
                 f = spec.network(i)(x).reshape(-1)
-            grads.append(((f[:spec.dim] - f[spec.dim:]) / (2 * spec.step)).numpy())
+            grads.append(((f[: spec.dim] - f[spec.dim :]) / (2 * spec.step)).numpy())
         grads = np.stack(grads).astype(np.float64)
         pca = PCA().fit(grads)
         nads, vals = pca.components_, pca.explained_variance_
@@ -48,10 +49,13 @@ def run_method(method: str, arch: str, n: int, out: str) -> None:
         grads = None
     seconds = time.perf_counter() - t0
     # Peak memory above what importing torch costs, in this process or any worker it forked.
-    peak_mib = max(resource.getrusage(who).ru_maxrss / 1024 for who in
-                   (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) - rss_after_import
-    np.savez(out, nads=np.asarray(nads, np.float64), vals=np.asarray(vals, np.float64),
-             seconds=seconds, peak_mib=peak_mib)
+    peak_mib = (
+        max(resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+        - rss_after_import
+    )
+    np.savez(
+        out, nads=np.asarray(nads, np.float64), vals=np.asarray(vals, np.float64), seconds=seconds, peak_mib=peak_mib
+    )
 
 
 def measure(method, arch, n):
@@ -75,12 +79,18 @@ def compare(arch: str, n: int, repeats: int) -> dict:
     best = {m: min(rs, key=lambda r: float(r["seconds"])) for m, rs in runs.items()}
     b, o = best["baseline"], best["nads"]
     rank = n - 1
-    row = {"arch": arch, "networks": n,
-           "baseline_s_per_net": float(b["seconds"]) / n, "nads_s_per_net": float(o["seconds"]) / n,
-           "speedup": float(b["seconds"]) / float(o["seconds"]),
-           "baseline_peak_mib": float(b["peak_mib"]), "nads_peak_mib": float(o["peak_mib"]),
-           "eigenvalue_max_rel_diff": float(np.max(np.abs(o["vals"][:rank] - b["vals"][:rank])
-                                                   / np.abs(b["vals"][:rank])))}
+    row = {
+        "arch": arch,
+        "networks": n,
+        "baseline_s_per_net": float(b["seconds"]) / n,
+        "nads_s_per_net": float(o["seconds"]) / n,
+        "speedup": float(b["seconds"]) / float(o["seconds"]),
+        "baseline_peak_mib": float(b["peak_mib"]),
+        "nads_peak_mib": float(o["peak_mib"]),
+        "eigenvalue_max_rel_diff": float(
+            np.max(np.abs(o["vals"][:rank] - b["vals"][:rank]) / np.abs(b["vals"][:rank]))
+        ),
+    }
     for k in (1, 10, 100):
         if k <= rank:
             row[f"agreement_top{k}"] = agreement(b["nads"], o["nads"], k)
@@ -100,14 +110,18 @@ def main() -> None:
     if args.resnet:
         rows.append(compare("resnet18", args.resnet, 1))
     print(json.dumps(rows, indent=2))
-    print("\n| arch | networks | baseline s/net | nads s/net | speed-up | peak MiB above imports (baseline / nads) | "
-          "eigenvalues max rel. diff | top-1 / top-10 / top-100 agreement |")
+    print(
+        "\n| arch | networks | baseline s/net | nads s/net | speed-up | peak MiB above imports (baseline / nads) | "
+        "eigenvalues max rel. diff | top-1 / top-10 / top-100 agreement |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         agree = " / ".join(f"{r[k]:.6f}" for k in ("agreement_top1", "agreement_top10", "agreement_top100") if k in r)
-        print(f"| {r['arch']} | {r['networks']} | {r['baseline_s_per_net']:.4f} | {r['nads_s_per_net']:.4f} | "
-              f"{r['speedup']:.1f}x | {r['baseline_peak_mib']:.0f} / {r['nads_peak_mib']:.0f} | "
-              f"{r['eigenvalue_max_rel_diff']:.1e} | {agree} |")
+        print(
+            f"| {r['arch']} | {r['networks']} | {r['baseline_s_per_net']:.4f} | {r['nads_s_per_net']:.4f} | "
+            f"{r['speedup']:.1f}x | {r['baseline_peak_mib']:.0f} / {r['nads_peak_mib']:.0f} | "
+            f"{r['eigenvalue_max_rel_diff']:.1e} | {agree} |"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ of the repeats. The NAD estimate's own time is reported too: a prediction needs 
 
     python benchmarks/bench_predict.py                 # LeNet, 4 swept directions
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,18 +44,24 @@ def main() -> None:
     est = estimate_nads(args.arch, shape, args.networks)
     estimate_s = time.perf_counter() - t0
     freqs, grid = fourier_directions(shape, 1)
-    rows = {rule: best(lambda: predict.scores(est.nads, est.eigenvalues, grid, shape, rule), 5) / len(grid)
-            for rule in predict.RULES}
+    rows = {
+        rule: best(lambda: predict.scores(est.nads, est.eigenvalues, grid, shape, rule), 5) / len(grid)
+        for rule in predict.RULES
+    }
     bank = draw_noise_bank(Synthetic(input_shape=shape, n_train=4000, n_test=2000, fourier_stride=4))
     pick = np.linspace(0, len(grid) - 1, args.swept).astype(int)
     trained = best(lambda: sweep(args.arch, bank, grid[pick], Schedule(epochs=10)), 1) / len(pick)
     print(f"{args.arch}: NAD estimate ({args.networks} networks) {estimate_s:.1f} s, once")
     print(f"  measured (sweep, quick schedule): {trained:.2f} s per direction ({len(pick)} directions)")
     for rule, s in rows.items():
-        print(f"  predicted ({rule}): {1e6 * s:.0f} us per direction ({len(grid)} directions: "
-              f"{s * len(grid):.3f} s), {trained / s:,.0f}x faster than training")
-    print(f"  the whole grid: predicted in {rows['shift'] * len(grid):.2f} s, trained in about "
-          f"{trained * len(grid) / 60:.0f} min")
+        print(
+            f"  predicted ({rule}): {1e6 * s:.0f} us per direction ({len(grid)} directions: "
+            f"{s * len(grid):.3f} s), {trained / s:,.0f}x faster than training"
+        )
+    print(
+        f"  the whole grid: predicted in {rows['shift'] * len(grid):.2f} s, trained in about "
+        f"{trained * len(grid) / 60:.0f} min"
+    )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ one-thread worker processes. Results are compared with the first local run.
 
     python benchmarks/bench_ray.py
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,10 +49,12 @@ def main():
     v = fourier_directions((1, 32, 32), 2)[1][: args.directions]
     schedule = Schedule(epochs=args.epochs)
     work = {
-        f"sweep: {len(v)} LeNet directions, {args.n_train} samples, {args.epochs} epochs":
-            lambda ex: sweep("lenet", bank, v, schedule, "cpu", executor=ex)["test_acc"],
-        f"NADs: LeNet, {args.networks} networks":
-            lambda ex: estimate_nads("lenet", n_networks=args.networks, device="cpu", executor=ex).eigenvalues,
+        f"sweep: {len(v)} LeNet directions, {args.n_train} samples, {args.epochs} epochs": lambda ex: sweep(
+            "lenet", bank, v, schedule, "cpu", executor=ex
+        )["test_acc"],
+        f"NADs: LeNet, {args.networks} networks": lambda ex: (
+            estimate_nads("lenet", n_networks=args.networks, device="cpu", executor=ex).eigenvalues
+        ),
     }
     rows = {name: {} for name in work}
     results = {name: {} for name in work}
@@ -65,17 +68,22 @@ def main():
         torch.set_num_threads(1)  # local, 1 worker = this process on one CPU, as a Ray worker is
         for name, fn in work.items():
             rows[name][f"local {workers}"], results[name][f"local {workers}"] = timed(
-                lambda: fn(LocalExecutor(workers)), args.repeats)
+                lambda: fn(LocalExecutor(workers)), args.repeats
+            )
 
-    print("| work | local, 1 worker | local, 2 | Ray, 1 worker | Ray, 2 | Ray speed-up 1→2 | "
-          "Ray / local time (1, 2 workers) | max diff vs local 1 |")
+    print(
+        "| work | local, 1 worker | local, 2 | Ray, 1 worker | Ray, 2 | Ray speed-up 1→2 | "
+        "Ray / local time (1, 2 workers) | max diff vs local 1 |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for name, t in rows.items():
         ref = results[name]["local 1"]
         diff = max(float(np.nanmax(np.abs(r - ref))) for r in results[name].values())
-        print(f"| {name} | {t['local 1']:.1f} s | {t['local 2']:.1f} s | {t['ray 1']:.1f} s | {t['ray 2']:.1f} s | "
-              f"{t['ray 1'] / t['ray 2']:.2f}x | {t['ray 1'] / t['local 1']:.2f}, {t['ray 2'] / t['local 2']:.2f} | "
-              f"{diff:.1e} |")
+        print(
+            f"| {name} | {t['local 1']:.1f} s | {t['local 2']:.1f} s | {t['ray 1']:.1f} s | {t['ray 2']:.1f} s | "
+            f"{t['ray 1'] / t['ray 2']:.2f}x | {t['ray 1'] / t['local 1']:.2f}, {t['ray 2'] / t['local 2']:.2f} | "
+            f"{diff:.1e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Same data, seeds, epochs; one run, alternated; each figure the best of the repea
 
     python benchmarks/bench_sweep.py              # K = 16 LeNet directions
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,9 +35,10 @@ def loop(arch, bank, v, schedule):
     zt, yt = (torch.from_numpy(a) for a in (bank.z_test, bank.y_test.astype(np.float32)))
     accs = []
     for k in range(len(v)):
-        vk = torch.from_numpy(v[k:k + 1])
-        model = train_sequential(init_model(arch, k, schedule, 1, 2, 32), direction_batches(z, y, vk, bank),
-                                 len(z), schedule, "cpu")
+        vk = torch.from_numpy(v[k : k + 1])
+        model = train_sequential(
+            init_model(arch, k, schedule, 1, 2, 32), direction_batches(z, y, vk, bank), len(z), schedule, "cpu"
+        )
         accs.append(accuracy(model, direction_batches(zt, yt, vk, bank), len(zt)))
         accuracy(model, direction_batches(z, y, vk, bank), len(z))
     return np.array(accs)
@@ -57,7 +59,7 @@ def peak_gflops(n=2048, reps=10) -> float:
     t = time.perf_counter()
     for _ in range(reps):
         a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+    return 2 * n**3 * reps / (time.perf_counter() - t) / 1e9
 
 
 def main() -> None:
@@ -73,8 +75,9 @@ def main() -> None:
     schedule = Schedule(epochs=args.epochs)
     methods = {
         "loop (one model at a time)": lambda: loop("lenet", bank, v, schedule),
-        "batched, 1 process, K=16": lambda: sweep("lenet", bank, v, schedule, "cpu", models_per_batch=len(v),
-                                                  executor=LocalExecutor(1))["test_acc"],
+        "batched, 1 process, K=16": lambda: sweep(
+            "lenet", bank, v, schedule, "cpu", models_per_batch=len(v), executor=LocalExecutor(1)
+        )["test_acc"],
         "sweep defaults (K=1, 1 process per core)": lambda: sweep("lenet", bank, v, schedule, "cpu")["test_acc"],
     }
     sweep("lenet", bank, v[:2], Schedule(epochs=1), "cpu", executor=LocalExecutor(1))  # warm-up: first-call costs out
@@ -88,14 +91,18 @@ def main() -> None:
     peak = peak_gflops()
     mflop = len(v) * (args.epochs * args.n_train * TRAIN_MFLOP + (args.n_train + 2000) * EVAL_MFLOP)
     base = "loop (one model at a time)"
-    print(f"K={len(v)} LeNet directions, {args.n_train} samples, {args.epochs} epochs; "
-          f"matrix-multiply peak here: {peak:.0f} GFLOP/s (2048^2 float32 matmul)\n")
+    print(
+        f"K={len(v)} LeNet directions, {args.n_train} samples, {args.epochs} epochs; "
+        f"matrix-multiply peak here: {peak:.0f} GFLOP/s (2048^2 float32 matmul)\n"
+    )
     print("| method | seconds | speed-up vs loop | GFLOP/s | % of matmul peak | max |Δ test acc| vs loop |")
     print("|---|---|---|---|---|---|")
     for name in methods:
         s = min(times[name])
-        print(f"| {name} | {s:.1f} | {min(times[base]) / s:.2f}x | {mflop / 1e3 / s:.1f} | "
-              f"{100 * mflop / 1e3 / s / peak:.0f} % | {np.abs(accs[name] - accs[base]).max():.1e} |")
+        print(
+            f"| {name} | {s:.1f} | {min(times[base]) / s:.2f}x | {mflop / 1e3 / s:.1f} | "
+            f"{100 * mflop / 1e3 / s / peak:.0f} % | {np.abs(accs[name] - accs[base]).max():.1e} |"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ correctness check fails or errs. Without a GPU the "device" side runs on the CPU
 vmapped groups, as a GPU does, so the checks still compare two code paths; the
 report says so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -60,8 +61,8 @@ from nads.train import auto_models_per_batch, chunks, init_model, train_batched
 PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "paper.yaml"
 PRECISIONS = ("float32", "bf16", "tf32")  # measured in this order: the profile's default first, then the fastest
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
-MAX_STEPS = 32          # distinct training batches in a throughput measurement (more steps reuse them)
-EVAL_COST = 1 / 3       # a forward pass costs about a third of a training step (forward + backward)
+MAX_STEPS = 32  # distinct training batches in a throughput measurement (more steps reuse them)
+EVAL_COST = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,20 @@ class Sizes:
     # (arch, directions, n_train, n_test, epochs): the CPU side of vgg11_bn is kept well under a minute
     sweeps: tuple = (("lenet", 8, 2000, 1000, 3), ("vgg11_bn", 8, 1000, 500, 1))
     poison_batch: int = 128
-    archs: tuple | None = None   # throughput: None = every registered architecture
-    cap_s: float = 1.5           # timed seconds per throughput measurement
-    check_s: float = 15.0        # expected seconds of a correctness check (the budget test)
+    archs: tuple | None = None  # throughput: None = every registered architecture
+    cap_s: float = 1.5  # timed seconds per throughput measurement
+    check_s: float = 15.0  # expected seconds of a correctness check (the budget test)
 
 
-TINY = Sizes(nad_networks=16, sweeps=(("lenet", 2, 256, 128, 1), ("vgg11_bn", 2, 32, 32, 1)), poison_batch=2,
-             archs=("logreg", "lenet"), cap_s=0.1, check_s=2.0)
-RESERVE_S = 5.0         # kept for the projection and the last write (and the imports before the clock starts)
+TINY = Sizes(
+    nad_networks=16,
+    sweeps=(("lenet", 2, 256, 128, 1), ("vgg11_bn", 2, 32, 32, 1)),
+    poison_batch=2,
+    archs=("logreg", "lenet"),
+    cap_s=0.1,
+    check_s=2.0,
+)
+RESERVE_S = 5.0  # kept for the projection and the last write (and the imports before the clock starts)
 
 
 class Run:
@@ -147,8 +154,11 @@ def device_batching(dev: torch.device) -> dict:
     CPU-only run still compares the GPU's code paths with the CPU's."""
     if dev.type == "cuda":
         return {}
-    return {"networks_per_batch": 4, "inputs_per_chunk": 256,
-            "models_per_batch": auto_models_per_batch(torch.device("cuda"), None)}
+    return {
+        "networks_per_batch": 4,
+        "inputs_per_chunk": 256,
+        "models_per_batch": auto_models_per_batch(torch.device("cuda"), None),
+    }
 
 
 # ---------------------------------------------------------------- 1. correctness
@@ -160,12 +170,24 @@ def cpu_nads(n: int):
 def check_nads(dev, n: int, prec: str, tol: float) -> dict:
     ref = cpu_nads(n)
     b = device_batching(dev)
-    got = estimate_nads("lenet", n_networks=n, device=str(dev), precision=prec, executor="local",
-                        networks_per_batch=b.get("networks_per_batch"), inputs_per_chunk=b.get("inputs_per_chunk"))
+    got = estimate_nads(
+        "lenet",
+        n_networks=n,
+        device=str(dev),
+        precision=prec,
+        executor="local",
+        networks_per_batch=b.get("networks_per_batch"),
+        inputs_per_chunk=b.get("inputs_per_chunk"),
+    )
     agree = subspace_agreement(ref.nads, got.nads, 10)
     rel = float(np.abs(got.eigenvalues[:10] / ref.eigenvalues[:10] - 1).max())
-    return verdict(agree >= tol, f"top-10 agreement {agree:.6f}, top-10 eigenvalues max rel. diff {rel:.1e}",
-                   f"agreement >= {tol}", agreement_top10=agree, eigenvalue_max_rel_diff=rel)
+    return verdict(
+        agree >= tol,
+        f"top-10 agreement {agree:.6f}, top-10 eigenvalues max rel. diff {rel:.1e}",
+        f"agreement >= {tol}",
+        agreement_top10=agree,
+        eigenvalue_max_rel_diff=rel,
+    )
 
 
 def check_sweep(dev, arch: str, k: int, n_train: int, n_test: int, epochs: int, tol: float = 0.02) -> dict:
@@ -178,9 +200,14 @@ def check_sweep(dev, arch: str, k: int, n_train: int, n_test: int, epochs: int, 
     diff = np.where(np.isnan(ref) & np.isnan(got), 0.0, np.abs(got - ref))  # both diverged: they agree
     worst = float(np.max(diff))  # NaN when only one side diverged: fails
     as_list = lambda a: [None if np.isnan(x) else round(float(x), 4) for x in a]  # noqa: E731
-    return verdict(worst <= tol, f"max abs. difference {worst:.4f} (CPU mean {np.nanmean(ref):.3f})",
-                   f"<= {tol} per direction", max_abs_diff=worst if np.isfinite(worst) else None,
-                   cpu_test_acc=as_list(ref), device_test_acc=as_list(got))
+    return verdict(
+        worst <= tol,
+        f"max abs. difference {worst:.4f} (CPU mean {np.nanmean(ref):.3f})",
+        f"<= {tol} per direction",
+        max_abs_diff=worst if np.isfinite(worst) else None,
+        cpu_test_acc=as_list(ref),
+        device_test_acc=as_list(got),
+    )
 
 
 def flat(tensors, k: int) -> torch.Tensor:
@@ -220,31 +247,48 @@ def check_poison_step(dev, arch: str, section, batch: int, tol: float = 1e-3) ->
     update = (got - start) - (ref - start)
     rel_update = float((update.norm(dim=1) / (ref - start).norm(dim=1)).max())
     rel_loss = float(np.max(np.abs(got_loss - ref_loss) / np.abs(ref_loss)))
-    return verdict(rel_update <= tol and rel_loss <= tol,
-                   f"update rel. diff {rel_update:.1e}, loss after the step rel. diff {rel_loss:.1e} "
-                   f"(losses {', '.join(f'{v:.4g}' for v in ref_loss)})",
-                   f"both <= {tol:g}", update_rel_diff=rel_update, loss_rel_diff=rel_loss,
-                   cpu_loss=ref_loss.tolist(), device_loss=got_loss.tolist(), batch=batch)
+    return verdict(
+        rel_update <= tol and rel_loss <= tol,
+        f"update rel. diff {rel_update:.1e}, loss after the step rel. diff {rel_loss:.1e} "
+        f"(losses {', '.join(f'{v:.4g}' for v in ref_loss)})",
+        f"both <= {tol:g}",
+        update_rel_diff=rel_update,
+        loss_rel_diff=rel_loss,
+        cpu_loss=ref_loss.tolist(),
+        device_loss=got_loss.tolist(),
+        batch=batch,
+    )
 
 
 def correctness(run: Run, dev, sizes: Sizes, params) -> None:
     n = sizes.nad_networks
     poison_arch = params["archs"].poison[0]
-    checks = [(f"NADs lenet, {n} networks, float32", 1.0, lambda: check_nads(dev, n, "float32", 0.999)),
-              (f"NADs lenet, {n} networks, bf16 vs CPU float32", 0.5, lambda: check_nads(dev, n, "bf16", 0.99))]
+    checks = [
+        (f"NADs lenet, {n} networks, float32", 1.0, lambda: check_nads(dev, n, "float32", 0.999)),
+        (f"NADs lenet, {n} networks, bf16 vs CPU float32", 0.5, lambda: check_nads(dev, n, "bf16", 0.99)),
+    ]
     for arch, k, n_train, n_test, epochs in sizes.sweeps:
-        checks.append((f"sweep {arch}, {k} directions, n_train {n_train}, {epochs} epoch(s)",
-                       1.0 if arch == "lenet" else 3.0,
-                       lambda a=(arch, k, n_train, n_test, epochs): check_sweep(dev, *a)))
-    checks.append((f"poisoning step {poison_arch}, batch {sizes.poison_batch}", 1.0,
-                   lambda: check_poison_step(dev, poison_arch, params["poison"], sizes.poison_batch)))
+        checks.append(
+            (
+                f"sweep {arch}, {k} directions, n_train {n_train}, {epochs} epoch(s)",
+                1.0 if arch == "lenet" else 3.0,
+                lambda a=(arch, k, n_train, n_test, epochs): check_sweep(dev, *a),
+            )
+        )
+    checks.append(
+        (
+            f"poisoning step {poison_arch}, batch {sizes.poison_batch}",
+            1.0,
+            lambda: check_poison_step(dev, poison_arch, params["poison"], sizes.poison_batch),
+        )
+    )
     for name, weight, fn in checks:
         run.attempt("correctness", {"name": name}, weight * sizes.check_s, fn, announce=True)  # up to a minute
 
 
 # ---------------------------------------------------------------- 2. throughput
 def peak_gib(dev) -> float | None:
-    return round(torch.cuda.max_memory_allocated(dev) / 2 ** 30, 2) if dev.type == "cuda" else None
+    return round(torch.cuda.max_memory_allocated(dev) / 2**30, 2) if dev.type == "cuda" else None
 
 
 def reset_peak(dev) -> None:
@@ -275,8 +319,17 @@ def measured(rate: float, unit: str, size: int, target: int, dev, notes: list, *
     peak = peak_gib(dev)
     if peak is not None and size < target:  # rough: memory grows about linearly with the batch
         notes.append(f"peak {peak} GiB at {size}, so ~{peak * target / size:.0f} GiB at {target}")
-    return {"status": "ok", "rate": rate, "unit": unit, "batch": size, "default_batch": target, "peak_gib": peak,
-            "notes": notes, "summary": f"{rate:.4g} {unit} ({size} per batch)", **more}
+    return {
+        "status": "ok",
+        "rate": rate,
+        "unit": unit,
+        "batch": size,
+        "default_batch": target,
+        "peak_gib": peak,
+        "notes": notes,
+        "summary": f"{rate:.4g} {unit} ({size} per batch)",
+        **more,
+    }
 
 
 def nad_rate(arch: str, prec: str, dev, cap: float) -> dict:
@@ -297,8 +350,9 @@ def nad_rate(arch: str, prec: str, dev, cap: float) -> dict:
     return measured(rate, "networks/s", group, target, dev, notes, networks=n)
 
 
-def train_rate(arch: str, in_channels: int, classes: int, batches_for, schedule: Schedule, target: int,
-               dev, cap: float) -> dict:
+def train_rate(
+    arch: str, in_channels: int, classes: int, batches_for, schedule: Schedule, target: int, dev, cap: float
+) -> dict:
     """Training samples/s of train_batched with `target` models as one computation, or
     fewer where `target` would not fit in `cap` seconds per two steps, or in memory."""
     notes, batch = [], schedule.batch_size
@@ -351,17 +405,26 @@ def throughput(run: Run, dev, sizes: Sizes, params) -> None:
     cap, need = sizes.cap_s, 4 * sizes.cap_s + 1
     for prec in PRECISIONS:
         for arch in archs:
-            for kind, fn in (("nads", lambda: nad_rate(arch, prec, dev, cap)),
-                             ("sweep", lambda: train_rate(arch, 1, 2, sweep_batches, sweep_schedule(prec),
-                                                          batched, dev, cap))):
-                run.attempt("throughput", {"kind": kind, "arch": arch, "precision": prec}, need,
-                            (lambda: {"status": broken[arch]}) if arch in broken else fn)
+            for kind, fn in (
+                ("nads", lambda: nad_rate(arch, prec, dev, cap)),
+                ("sweep", lambda: train_rate(arch, 1, 2, sweep_batches, sweep_schedule(prec), batched, dev, cap)),
+            ):
+                run.attempt(
+                    "throughput",
+                    {"kind": kind, "arch": arch, "precision": prec},
+                    need,
+                    (lambda: {"status": broken[arch]}) if arch in broken else fn,
+                )
         for kind, arch, k_auto in cifar:
             if arch not in archs or arch in broken:
                 continue
             schedule = dataclasses.replace(params[kind].schedule(), precision=prec)
-            run.attempt("throughput", {"kind": kind, "arch": arch, "precision": prec}, need,
-                        lambda: train_rate(arch, 3, 10, cifar_batches, schedule, k_auto, dev, cap))
+            run.attempt(
+                "throughput",
+                {"kind": kind, "arch": arch, "precision": prec},
+                need,
+                lambda: train_rate(arch, 3, 10, cifar_batches, schedule, k_auto, dev, cap),
+            )
 
 
 # ---------------------------------------------------------------- 3. projection
@@ -394,8 +457,10 @@ def stage_work(params) -> list:
         rows.append(("sweep", a, directions * per_direction))
     po, fl = params["poison"], params["flip"]
     n = po.n_train or CIFAR_TRAIN
-    rows += [("poison", a, (len(po.nad_indices) + 1) * (n * po.epochs + (n + 2 * CIFAR_TEST) * EVAL_COST))
-             for a in archs.poison]
+    rows += [
+        ("poison", a, (len(po.nad_indices) + 1) * (n * po.epochs + (n + 2 * CIFAR_TEST) * EVAL_COST))
+        for a in archs.poison
+    ]
     n = fl.n_train or CIFAR_TRAIN
     rows += [("flip", a, 2 * (n * fl.epochs + CIFAR_TEST * EVAL_COST)) for a in archs.flip]
     return rows
@@ -410,11 +475,21 @@ def projection(run: Run, params) -> None:
     for p in PRECISIONS:
         totals[p] = sum(r["hours"][p] for r in rows if r["hours"][p] is not None)
         missing[p] = [f"{r['stage']}@{r['arch']}" for r in rows if r["hours"][p] is None]
-    run.data["projection"] = {"profile": PROFILE.name, "formula": FORMULA, "rows": rows, "total_hours": totals,
-                              "not_measured": missing}
+    run.data["projection"] = {
+        "profile": PROFILE.name,
+        "formula": FORMULA,
+        "rows": rows,
+        "total_hours": totals,
+        "not_measured": missing,
+    }
     run.write()
-    run.say("projection: " + ", ".join(f"{p} {totals[p]:.2f} h" + (f" (without {len(missing[p])} unmeasured)"
-                                                                     if missing[p] else "") for p in PRECISIONS))
+    run.say(
+        "projection: "
+        + ", ".join(
+            f"{p} {totals[p]:.2f} h" + (f" (without {len(missing[p])} unmeasured)" if missing[p] else "")
+            for p in PRECISIONS
+        )
+    )
 
 
 # ---------------------------------------------------------------- the report
@@ -432,29 +507,48 @@ def _table(*header) -> list:
 
 def markdown(data: dict) -> str:
     m, shown = data["meta"], ("float32", "tf32", "bf16")
-    out = [f"# GPU check: {m['device_name']}", "",
-           f"torch {m['torch']} (CUDA {m['cuda']}), Python {m['python']}, {m['cpus']} CPUs; "
-           f"budget {m['budget_s']} s, ran {m['elapsed_s']} s{' (tiny sizes)' if m['tiny'] else ''}"
-           f"{'' if m['complete'] else ' (incomplete: still running, or stopped)'}.", "",
-           m["comparison"], "", "## 1. Correctness against the CPU (same seeds)", ""]
+    out = [
+        f"# GPU check: {m['device_name']}",
+        "",
+        f"torch {m['torch']} (CUDA {m['cuda']}), Python {m['python']}, {m['cpus']} CPUs; "
+        f"budget {m['budget_s']} s, ran {m['elapsed_s']} s{' (tiny sizes)' if m['tiny'] else ''}"
+        f"{'' if m['complete'] else ' (incomplete: still running, or stopped)'}.",
+        "",
+        m["comparison"],
+        "",
+        "## 1. Correctness against the CPU (same seeds)",
+        "",
+    ]
     out += _table("check", "result", "measured", "required", "seconds")
-    out += [_row(c["name"], c["status"], c.get("summary", ""), c.get("required", ""), _fmt(c.get("seconds")))
-            for c in data["correctness"]]
-    out += ["", "## 2. Throughput", "",
-            "Each cell: rate (networks or models per batch). Random CIFAR-shaped data; every measurement "
-            "after a warm-up, timed with torch.cuda.synchronize().", ""]
-    titles = {"nads": "NAD estimation, networks/s (networks per vmapped group)",
-              "sweep": "Sweep training, samples/s (models per batch)",
-              "poison": "CIFAR training as in poisoning, images/s (models per batch)",
-              "flip": "CIFAR training as in flip, images/s (models per batch)"}
+    out += [
+        _row(c["name"], c["status"], c.get("summary", ""), c.get("required", ""), _fmt(c.get("seconds")))
+        for c in data["correctness"]
+    ]
+    out += [
+        "",
+        "## 2. Throughput",
+        "",
+        "Each cell: rate (networks or models per batch). Random CIFAR-shaped data; every measurement "
+        "after a warm-up, timed with torch.cuda.synchronize().",
+        "",
+    ]
+    titles = {
+        "nads": "NAD estimation, networks/s (networks per vmapped group)",
+        "sweep": "Sweep training, samples/s (models per batch)",
+        "poison": "CIFAR training as in poisoning, images/s (models per batch)",
+        "flip": "CIFAR training as in flip, images/s (models per batch)",
+    }
     for kind, title in titles.items():
         rows = [r for r in data["throughput"] if r["kind"] == kind]
         if not rows:
             continue
         out += [f"**{title}**", ""] + _table("arch", *shown)
         for arch in dict.fromkeys(r["arch"] for r in rows):
-            cell = {r["precision"]: f"{r['rate']:.4g} ({r['batch']})" if "rate" in r else r["status"]
-                    for r in rows if r["arch"] == arch}
+            cell = {
+                r["precision"]: f"{r['rate']:.4g} ({r['batch']})" if "rate" in r else r["status"]
+                for r in rows
+                if r["arch"] == arch
+            }
             out.append(_row(arch, *(cell.get(p, "") for p in shown)))
         notes = [f"- {r['arch']} {r['precision']}: {'; '.join(r['notes'])}" for r in rows if r.get("notes")]
         out += [""] + notes + ([""] if notes else [])
@@ -462,11 +556,23 @@ def markdown(data: dict) -> str:
     if p:
         out += [f"## 3. Projection: profiles/{p['profile']}", ""] + [f"- {line}" for line in p["formula"]] + [""]
         out += _table("stage", "arch", "work", *(f"{q} hours" for q in shown))
-        out += [_row(r["stage"], r["arch"], f"{r['work']:.4g} {r['unit']}",
-                     *(_fmt(r["hours"][q]) if r["hours"][q] is not None else "not measured" for q in shown))
-                for r in p["rows"]]
-        out.append(_row("**total**", "", "", *(f"**{p['total_hours'][q]:.3g}**" + (" (partial)" if p["not_measured"][q]
-                                                                                  else "") for q in shown)))
+        out += [
+            _row(
+                r["stage"],
+                r["arch"],
+                f"{r['work']:.4g} {r['unit']}",
+                *(_fmt(r["hours"][q]) if r["hours"][q] is not None else "not measured" for q in shown),
+            )
+            for r in p["rows"]
+        ]
+        out.append(
+            _row(
+                "**total**",
+                "",
+                "",
+                *(f"**{p['total_hours'][q]:.3g}**" + (" (partial)" if p["not_measured"][q] else "") for q in shown),
+            )
+        )
     return "\n".join(out) + "\n"
 
 
@@ -484,14 +590,26 @@ def main() -> None:
     sizes = TINY if args.tiny else Sizes()
     gpu = dev.type == "cuda"
     name = torch.cuda.get_device_name(dev) if gpu else f"CPU ({platform.machine()})"
-    meta = {"device": str(dev), "device_name": name,
-            "gpu_memory_gib": round(torch.cuda.get_device_properties(dev).total_memory / 2 ** 30, 1) if gpu else None,
-            "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
-            "python": platform.python_version(), "cpus": cpu_workers(),
-            "budget_s": args.budget_s, "tiny": args.tiny, "sizes": dataclasses.asdict(sizes), "complete": False,
-            "comparison": ("Correctness: the GPU against the CPU." if gpu else
-                           "Correctness: no GPU here, so the CPU against the CPU: the device side runs in vmapped "
-                           "groups of networks and models, as a GPU does; the reference as a CPU does.")}
+    meta = {
+        "device": str(dev),
+        "device_name": name,
+        "gpu_memory_gib": round(torch.cuda.get_device_properties(dev).total_memory / 2**30, 1) if gpu else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version(),
+        "python": platform.python_version(),
+        "cpus": cpu_workers(),
+        "budget_s": args.budget_s,
+        "tiny": args.tiny,
+        "sizes": dataclasses.asdict(sizes),
+        "complete": False,
+        "comparison": (
+            "Correctness: the GPU against the CPU."
+            if gpu
+            else "Correctness: no GPU here, so the CPU against the CPU: the device side runs in vmapped "
+            "groups of networks and models, as a GPU does; the reference as a CPU does."
+        ),
+    }
     run = Run(args.out, args.budget_s, meta)
     run.say(f"gpu_check on {meta['device_name']} ({dev}), torch {torch.__version__}, budget {args.budget_s:.0f} s")
     correctness(run, dev, sizes, params)

@@ -1,4 +1,5 @@
 """nads: Neural Anisotropy Directions (Ortiz-Jimenez et al., NeurIPS 2020), reproduced."""
+
 from . import portable
 
 # Before numpy and torch load their math libraries: the same bits on any x86-64 CPU.

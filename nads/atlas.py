@@ -6,6 +6,7 @@ family's design suggests, tested on the measured grid. Built from the stage outp
 by the report stage; its figures live here, not in nads/plots.py, so that changing the page
 reruns no stage but the report.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,15 +15,15 @@ import numpy as np
 import torch
 
 from . import files, plots
-from .pages import Claim, Section, floats, need, read_json, sweep
 from .compare import radius_by_group
 from .models import get_model
+from .pages import Claim, Section, floats, need, read_json, sweep
 from .predict import LEARNED, agreement
 
-SHOWN = (0, 1, 2, 3, 5, 10, 50, 100, 500)   # NADs drawn per architecture
-GROUP = 32                                   # radial frequency: mean over blocks of this many NADs
-GROUPS = 16                                  # ... over the first GROUP * GROUPS NADs
-GAP = 10.0                                   # a spectral gap worth a claim: λ_(k-1) / λ_k above this
+SHOWN = (0, 1, 2, 3, 5, 10, 50, 100, 500)  # NADs drawn per architecture
+GROUP = 32  # radial frequency: mean over blocks of this many NADs
+GROUPS = 16  # ... over the first GROUP * GROUPS NADs
+GAP = 10.0  # a spectral gap worth a claim: λ_(k-1) / λ_k above this
 
 
 def patch_stride(arch: str, shape) -> int | None:
@@ -49,8 +50,10 @@ def gap_claim(indices, acc, k: int):
     """(claim text, evidence, supported): D(u_i) learned above the spectral gap, at chance below it."""
     above, below = acc[indices < k], acc[indices >= k]
     text = f"The spectrum's cliff after {k} NADs splits them: D(u_i) learned for i < {k}, at chance beyond"
-    evidence = (f"test accuracy {np.nanmin(above):.3f} to {np.nanmax(above):.3f} at the {len(above)} swept i < {k}, "
-                f"{np.nanmin(below):.3f} to {np.nanmax(below):.3f} at the {len(below)} others")
+    evidence = (
+        f"test accuracy {np.nanmin(above):.3f} to {np.nanmax(above):.3f} at the {len(above)} swept i < {k}, "
+        f"{np.nanmin(below):.3f} to {np.nanmax(below):.3f} at the {len(below)} others"
+    )
     return text, evidence, bool(len(above) and len(below) and np.nanmin(above) > 0.8 and np.nanmax(below) < 0.6)
 
 
@@ -58,10 +61,14 @@ def patch_claim(arch: str, freqs, acc, shape, p: int):
     """(claim text, evidence, supported) for a patch-p network, as pooling makes LeNet fail at ±8."""
     on = aliased(freqs, shape, p)
     a, b = np.nanmean(acc[on]), np.nanmean(acc[~on])
-    text = (f"{arch} (patch-{p} stem) fails on the frequencies that are multiples of {shape[1] // p} "
-            f"(every patch sees the same pattern), as pooling makes LeNet fail at ±8")
-    evidence = (f"mean test accuracy {a:.3f} at the {int(on.sum())} such directions of the grid, "
-                f"{b:.3f} at the other {int((~on).sum())}")
+    text = (
+        f"{arch} (patch-{p} stem) fails on the frequencies that are multiples of {shape[1] // p} "
+        f"(every patch sees the same pattern), as pooling makes LeNet fail at ±8"
+    )
+    evidence = (
+        f"mean test accuracy {a:.3f} at the {int(on.sum())} such directions of the grid, "
+        f"{b:.3f} at the other {int((~on).sum())}"
+    )
     return text, evidence, bool(a < 0.6 and b - a > 0.1)
 
 
@@ -103,11 +110,15 @@ def sections(root: Path, archs, out: Path) -> list:
     for arch in archs.nads:
         m = read_json(root / "results/nads" / arch / "metrics.json", f"nads@{arch}")
         p = patch_stride(arch, shape)
-        s = Section(f"{arch}" + (f" (patch-{p} stem)" if p else ""),
-                    table={"networks": m["n_networks"], "top-10 agreement of two halves": m["half_agreement_top10"],
-                           "Spearman ρ(index, radial frequency), first NADs": m["index_frequency_spearman"],
-                           **{f"mean radial frequency |k|, NADs {g}": r
-                              for g, r in radius_by_group(nads[arch], shape).items()}})
+        s = Section(
+            f"{arch}" + (f" (patch-{p} stem)" if p else ""),
+            table={
+                "networks": m["n_networks"],
+                "top-10 agreement of two halves": m["half_agreement_top10"],
+                "Spearman ρ(index, radial frequency), first NADs": m["index_frequency_spearman"],
+                **{f"mean radial frequency |k|, NADs {g}": r for g, r in radius_by_group(nads[arch], shape).items()},
+            },
+        )
         k, drop = spectral_gap(vals[arch], m["rank"])
         s.table.update({"largest spectral gap λ_(k-1) / λ_k": drop, "NADs above it (k)": k})
         if arch in archs.sweep:
@@ -119,31 +130,41 @@ def sections(root: Path, archs, out: Path) -> list:
             score = floats(files.read_csv(root / "results/predict" / arch / "fourier.csv"), "score")
             grids[arch] = (freqs, acc, score)
             curves[arch] = (floats(curve, "index").astype(int), floats(curve, "test_acc"))
-            rho = agreement(*curves[arch])["spearman"]   # of index and accuracy (NaN for a flat curve)
-            s.table.update({"Fourier directions: mean test accuracy": sm["mean_test_acc"],
-                            "Fourier directions: fraction above 0.9": sm["frac_test_acc_above_0.9"],
-                            "NAD sweep: Spearman ρ(index, test accuracy)": float(rho),
-                            "predicted vs measured, Spearman, Fourier": pm["spearman_fourier"],
-                            "predicted vs measured, Spearman, NADs": pm["spearman_nad"],
-                            f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, Fourier":
-                                pm["auc_fourier"],
-                            f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, NADs":
-                                pm["auc_nad"]})
+            rho = agreement(*curves[arch])["spearman"]  # of index and accuracy (NaN for a flat curve)
+            s.table.update(
+                {
+                    "Fourier directions: mean test accuracy": sm["mean_test_acc"],
+                    "Fourier directions: fraction above 0.9": sm["frac_test_acc_above_0.9"],
+                    "NAD sweep: Spearman ρ(index, test accuracy)": float(rho),
+                    "predicted vs measured, Spearman, Fourier": pm["spearman_fourier"],
+                    "predicted vs measured, Spearman, NADs": pm["spearman_nad"],
+                    f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, Fourier": pm["auc_fourier"],
+                    f"predicted vs measured, AUC of learned (≥ {LEARNED}) over chance, NADs": pm["auc_nad"],
+                }
+            )
             if drop > GAP:
                 s.claims.append(Claim(*gap_claim(*curves[arch], k)))
             if p:
                 s.claims.append(Claim(*patch_claim(arch, freqs, acc, shape, p)))
         if p:
             share, chance = aliased_energy(nads[arch][:10], shape, p), (p * p - 1) / (shape[1] * shape[2])
-            s.claims.append(Claim(f"Its top NADs are patch-periodic: the first 10 put more than half their "
-                                  f"Fourier energy on the multiples of {shape[1] // p}",
-                                  f"{share:.1%} of it (a random pattern: {chance:.1%})", share > 0.5))
+            s.claims.append(
+                Claim(
+                    f"Its top NADs are patch-periodic: the first 10 put more than half their "
+                    f"Fourier energy on the multiples of {shape[1] // p}",
+                    f"{share:.1%} of it (a random pattern: {chance:.1%})",
+                    share > 0.5,
+                )
+            )
         per_arch.append(s)
     figs = _figures(nads, vals, grids, curves, shape, stride, out)
-    side = Section("The architectures side by side", figs,
-                   note="NAD images (rows: architectures); eigenvalue spectra; mean radial frequency of the NADs "
-                        f"per block of {GROUP} indices; measured test accuracy on the Fourier grid above the "
-                        "score its NADs predict (nads/predict.py); accuracy on D(u_i) against NAD index.")
+    side = Section(
+        "The architectures side by side",
+        figs,
+        note="NAD images (rows: architectures); eigenvalue spectra; mean radial frequency of the NADs "
+        f"per block of {GROUP} indices; measured test accuracy on the Fourier grid above the "
+        "score its NADs predict (nads/predict.py); accuracy on D(u_i) against NAD index.",
+    )
     return [side, *per_arch]
 
 
@@ -164,14 +185,26 @@ def _figures(nads, vals, grids, curves, shape, stride, out: Path) -> list:
     plots.save(fig, paths[2])
     if grids:
         path = out / "grids.png"
-        fig, axes = plt.subplots(2, len(grids), figsize=(3.3 * len(grids), 6.2), squeeze=False,
-                                 constrained_layout=True)
+        fig, axes = plt.subplots(2, len(grids), figsize=(3.3 * len(grids), 6.2), squeeze=False, constrained_layout=True)
         for j, (arch, (freqs, acc, score)) in enumerate(grids.items()):
-            im = plots._heatmap(axes[0, j], plots.centred_grid(freqs, acc, shape, stride), shape, stride,
-                                cmap="viridis", vmin=0.5, vmax=1.0)
+            im = plots._heatmap(
+                axes[0, j],
+                plots.centred_grid(freqs, acc, shape, stride),
+                shape,
+                stride,
+                cmap="viridis",
+                vmin=0.5,
+                vmax=1.0,
+            )
             axes[0, j].set_title(f"{arch}: measured", fontsize=9)
-            plots._heatmap(axes[1, j], plots.centred_grid(freqs, np.clip(score, 1e-300, None), shape, stride),
-                           shape, stride, cmap="magma", norm=LogNorm())
+            plots._heatmap(
+                axes[1, j],
+                plots.centred_grid(freqs, np.clip(score, 1e-300, None), shape, stride),
+                shape,
+                stride,
+                cmap="magma",
+                norm=LogNorm(),
+            )
             axes[1, j].set_title(f"{arch}: predicted", fontsize=9)
         fig.colorbar(im, ax=list(axes[0]), label="test accuracy", shrink=0.9)
         plots.save(fig, path)

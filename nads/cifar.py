@@ -3,6 +3,7 @@
 Both train several models of one architecture as one batched computation
 (`nads.train.train_batched`), each on its own version of the training set.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -38,9 +39,20 @@ def carrier_batches(x, poison_as, labels, carrier_sets, signs, epsilon: float):
     return batches
 
 
-def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: float, schedule: Schedule,
-              n_train: int = 0, device: str = "auto", models_per_batch: int | None = None,
-              executor: str | Executor = "local", progress: str | None = None, log: Log | None = None) -> list[dict]:
+def poisoning(
+    arch: str,
+    data: Cifar10,
+    nads: np.ndarray,
+    nad_indices,
+    epsilon: float,
+    schedule: Schedule,
+    n_train: int = 0,
+    device: str = "auto",
+    models_per_batch: int | None = None,
+    executor: str | Executor = "local",
+    progress: str | None = None,
+    log: Log | None = None,
+) -> list[dict]:
     """Train `arch` on CIFAR-10 poisoned along NAD k, for each k, plus a clean baseline.
 
     Returns one row per model: nad_index ("clean" first), clean_test_acc,
@@ -58,8 +70,17 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     executor = make_executor(executor)
     dev = executor.device(device)
     groups = chunks(len(sets), auto_models_per_batch(dev, models_per_batch))
-    common = (arch, data, np.stack(sets), signs, epsilon, schedule, n_train, dev,
-              ["clean"] + [f"nad{k}" for k in nad_indices])
+    common = (
+        arch,
+        data,
+        np.stack(sets),
+        signs,
+        epsilon,
+        schedule,
+        n_train,
+        dev,
+        ["clean"] + [f"nad{k}" for k in nad_indices],
+    )
     monitor = Monitor(len(sets), progress, "model", log, "models")
     results = {}
     for ids, part in zip(groups, executor.map(_poison_group, groups, common, dev, monitor=monitor)):
@@ -68,8 +89,14 @@ def poisoning(arch: str, data: Cifar10, nads: np.ndarray, nad_indices, epsilon: 
     rows = []
     for i, name in enumerate(names):
         r = results[i]
-        rows.append({"nad_index": name, "clean_test_acc": r[0], "poisoned_train_acc": r[1],
-                     "carrier_success": float("nan") if name == "clean" else r[2]})
+        rows.append(
+            {
+                "nad_index": name,
+                "clean_test_acc": r[0],
+                "poisoned_train_acc": r[1],
+                "carrier_success": float("nan") if name == "clean" else r[2],
+            }
+        )
     return rows
 
 
@@ -84,8 +111,14 @@ def _poison_group(common, ids):
     models = [init_model(arch, i, schedule, 3, 10, 32) for i in ids]
     test = carrier_batches(x_te, y_te, y_te, torch.zeros_like(c), s, epsilon)
     tested = []
-    trained = train_batched(models, carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n, schedule, dev,
-                            on_epoch=_epoch_metrics([names[i] for i in ids], test, len(y_te), tested))
+    trained = train_batched(
+        models,
+        carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon),
+        n,
+        schedule,
+        dev,
+        on_epoch=_epoch_metrics([names[i] for i in ids], test, len(y_te), tested),
+    )
     clean = tested[-1]  # after the last epoch
     fit = trained.accuracy(carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon), n)
     other = (y_te + 1) % 10
@@ -96,17 +129,28 @@ def _poison_group(common, ids):
 def _epoch_metrics(names: list, test, n_test: int, tested: list):
     """An on_epoch callback: test accuracy of each model (appended to `tested`) and
     the epoch's training loss and accuracy, recorded as MLflow step metrics."""
+
     def on_epoch(epoch, trained, stats):
         tested.append(trained.accuracy(test, n_test))
         values = {"test_acc": tested[-1], **stats}
-        record({f"epoch/{name}/{key}": float(v[j]) for j, name in enumerate(names) for key, v in values.items()},
-               epoch + 1)
+        record(
+            {f"epoch/{name}/{key}": float(v[j]) for j, name in enumerate(names) for key, v in values.items()}, epoch + 1
+        )
+
     return on_epoch
 
 
-def flipped(arch: str, data: Cifar10, nads: np.ndarray, schedule: Schedule, n_train: int = 0,
-            device: str = "auto", executor: str | Executor = "local", progress: str | None = None,
-            log: Log | None = None) -> dict:
+def flipped(
+    arch: str,
+    data: Cifar10,
+    nads: np.ndarray,
+    schedule: Schedule,
+    n_train: int = 0,
+    device: str = "auto",
+    executor: str | Executor = "local",
+    progress: str | None = None,
+    log: Log | None = None,
+) -> dict:
     """Test accuracy of `arch` trained on CIFAR-10 and on its flipped-NAD-basis version.
 
     Every normalised image, train and test, each channel, becomes U^T flip(U x);
@@ -139,6 +183,12 @@ def _flip_job(common, flip: bool) -> float:
 
     # Model 0 in both jobs: the same initialisation, so only the data differ.
     tested = []
-    train_batched([init_model(arch, 0, schedule, 3, 10, 32)], batches("train"), n, schedule, dev,
-                  on_epoch=_epoch_metrics(["flipped" if flip else "original"], batches("test"), len(ys["test"]), tested))
+    train_batched(
+        [init_model(arch, 0, schedule, 3, 10, 32)],
+        batches("train"),
+        n,
+        schedule,
+        dev,
+        on_epoch=_epoch_metrics(["flipped" if flip else "original"], batches("test"), len(ys["test"]), tested),
+    )
     return float(tested[-1][0])

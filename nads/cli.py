@@ -1,4 +1,5 @@
 """The `nads` command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -21,8 +22,10 @@ def _check_params(args) -> int:
                 raise errors.ParamError(f"archs.{stage}: {e}") from None
     unpublished = [a for a in archs.compare if a not in PUBLISHED]
     if unpublished:
-        raise errors.ParamError(f"archs.compare = {list(archs.compare)}: {', '.join(unpublished)}: the paper "
-                                f"published results for {', '.join(PUBLISHED)} only")
+        raise errors.ParamError(
+            f"archs.compare = {list(archs.compare)}: {', '.join(unpublished)}: the paper "
+            f"published results for {', '.join(PUBLISHED)} only"
+        )
     print(f"{args.params}: profile {params.profile!r}, sections ok: {', '.join(params.sections)}")
     return 0
 
@@ -48,18 +51,35 @@ def _estimate(args) -> int:
 
     files.check_writable(args.out)  # before minutes of compute, not after
     executor = make_executor(args.executor, args.ray_address)
-    result = estimate_nads(args.arch, args.input_shape, args.networks, args.estimator, args.step,
-                           args.seed, args.device, precision=args.precision, executor=executor, progress=True)
+    result = estimate_nads(
+        args.arch,
+        args.input_shape,
+        args.networks,
+        args.estimator,
+        args.step,
+        args.seed,
+        args.device,
+        precision=args.precision,
+        executor=executor,
+        progress=True,
+    )
     with files.atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
-            np.savez(f, nads=result.nads, eigenvalues=result.eigenvalues,
-                     diagnostics=json.dumps(result.diagnostics, sort_keys=True))
+            np.savez(
+                f,
+                nads=result.nads,
+                eigenvalues=result.eigenvalues,
+                diagnostics=json.dumps(result.diagnostics, sort_keys=True),
+            )
     d = result.diagnostics
-    agree = ", ".join(f"top-{k} {d[f'half_agreement_top{k}']:.2f}" for k in (1, 10, 100)
-                      if f"half_agreement_top{k}" in d)
-    print(f"{args.out}: {len(result.nads)} NADs of {args.arch} from {d['n_networks']} networks "
-          f"in {result.timing['seconds']:.1f} s ({result.timing['networks_per_second']:.1f} networks/s); "
-          f"agreement of independent halves: {agree} (1 = converged)")
+    agree = ", ".join(
+        f"top-{k} {d[f'half_agreement_top{k}']:.2f}" for k in (1, 10, 100) if f"half_agreement_top{k}" in d
+    )
+    print(
+        f"{args.out}: {len(result.nads)} NADs of {args.arch} from {d['n_networks']} networks "
+        f"in {result.timing['seconds']:.1f} s ({result.timing['networks_per_second']:.1f} networks/s); "
+        f"agreement of independent halves: {agree} (1 = converged)"
+    )
     return 0
 
 
@@ -80,8 +100,9 @@ def _predict(args) -> int:
         nads, vals = files.load_npy(folder / "nads.npy", restore), files.load_npy(folder / "eigenvalues.npy", restore)
     else:
         nads = files.load_npy(args.nads_file, "check --nads-file")
-        vals = predict.covariance_eigenvalues(files.load_npy(args.eigenvalues_file, "check --eigenvalues-file"),
-                                              args.eigenvalues_kind)
+        vals = predict.covariance_eigenvalues(
+            files.load_npy(args.eigenvalues_file, "check --eigenvalues-file"), args.eigenvalues_kind
+        )
     shape = args.input_shape
     if args.directions == "fourier":
         freqs, directions = fourier_directions(shape, args.stride)
@@ -99,9 +120,20 @@ def _predict(args) -> int:
     return 0
 
 
-HEADLINE = ("n_fourier_directions", "half_agreement_top10", "index_frequency_spearman", "mean_test_acc",
-            "frac_test_acc_above_0.9", "auc_learned_first", "clean_baseline_test_acc",
-            "max_drop_vs_clean", "original_test_acc", "flipped_test_acc", "claims_supported", "n_train")
+HEADLINE = (
+    "n_fourier_directions",
+    "half_agreement_top10",
+    "index_frequency_spearman",
+    "mean_test_acc",
+    "frac_test_acc_above_0.9",
+    "auc_learned_first",
+    "clean_baseline_test_acc",
+    "max_drop_vs_clean",
+    "original_test_acc",
+    "flipped_test_acc",
+    "claims_supported",
+    "n_train",
+)
 
 
 def _runs(args) -> int:
@@ -118,8 +150,11 @@ def _runs(args) -> int:
     latest = df.drop_duplicates("tags.mlflow.runName")
     print(f"store: {mlflow.get_tracking_uri()}")
     for _, r in latest.sort_values("tags.mlflow.runName").iterrows():
-        shown = [f"{k}={r[f'metrics.{k}']:.4g}" for k in HEADLINE
-                 if f"metrics.{k}" in r and r[f"metrics.{k}"] == r[f"metrics.{k}"]][:4]
+        shown = [
+            f"{k}={r[f'metrics.{k}']:.4g}"
+            for k in HEADLINE
+            if f"metrics.{k}" in r and r[f"metrics.{k}"] == r[f"metrics.{k}"]
+        ][:4]
         when = r["start_time"].strftime("%Y-%m-%d %H:%M")
         print(f"{r['tags.mlflow.runName']:<24} {r['status']:<9} {when}  {r['run_id'][:8]}  {'  '.join(shown)}")
     return 0
@@ -134,52 +169,81 @@ def main(argv=None) -> int:
 
     from .models import list_models
 
-    p = sub.add_parser("estimate", help="estimate the NADs of an architecture (yours too)",
-                       description="Writes an .npz with `nads` (rows, largest eigenvalue first), `eigenvalues` "
-                                   "and `diagnostics` (JSON). Architectures: " + ", ".join(list_models()) +
-                                   "; torchvision:NAME or timm:NAME for any classifier of those libraries "
-                                   "(e.g. torchvision:resnet18, timm:vit_tiny_patch16_224; timm needs "
-                                   "pip install 'nads[timm]'); or package.module:callable returning an "
-                                   "nn.Module (called with in_channels, num_classes, input_size).")
+    p = sub.add_parser(
+        "estimate",
+        help="estimate the NADs of an architecture (yours too)",
+        description="Writes an .npz with `nads` (rows, largest eigenvalue first), `eigenvalues` "
+        "and `diagnostics` (JSON). Architectures: "
+        + ", ".join(list_models())
+        + "; torchvision:NAME or timm:NAME for any classifier of those libraries "
+        "(e.g. torchvision:resnet18, timm:vit_tiny_patch16_224; timm needs "
+        "pip install 'nads[timm]'); or package.module:callable returning an "
+        "nn.Module (called with in_channels, num_classes, input_size).",
+    )
     p.add_argument("--arch", required=True)
     d = config.Nads
     p.add_argument("--input-shape", type=_shape, default=d.input_shape, metavar="C,H,W")
-    p.add_argument("--networks", type=int, default=d.n_networks,
-                   help=f"number of random networks (default {d.n_networks})")
+    p.add_argument(
+        "--networks", type=int, default=d.n_networks, help=f"number of random networks (default {d.n_networks})"
+    )
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--estimator", default=d.estimator, choices=config.ESTIMATORS)
     p.add_argument("--step", type=float, default=d.step, help=f"finite-difference step (default {d.step:g})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", default=d.precision, choices=config.PRECISIONS,
-                   help="arithmetic of the forward passes (default float32)")
-    p.add_argument("--executor", default="local", choices=config.EXECUTORS,
-                   help="local (this machine) or ray (a Ray cluster; pip install 'nads[ray]')")
-    p.add_argument("--ray-address", default="auto",
-                   help="with --executor ray: auto ($RAY_ADDRESS, a cluster started here, or a new local one), "
-                        "or an address such as ray://head:10001")
+    p.add_argument(
+        "--precision",
+        default=d.precision,
+        choices=config.PRECISIONS,
+        help="arithmetic of the forward passes (default float32)",
+    )
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=config.EXECUTORS,
+        help="local (this machine) or ray (a Ray cluster; pip install 'nads[ray]')",
+    )
+    p.add_argument(
+        "--ray-address",
+        default="auto",
+        help="with --executor ray: auto ($RAY_ADDRESS, a cluster started here, or a new local one), "
+        "or an address such as ray://head:10001",
+    )
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_estimate)
 
     from . import predict
 
-    p = sub.add_parser("predict", help="predicted learnability of directions, from an NAD estimate alone",
-                       description="Scores directions v (higher: D(v) predicted easier to learn) from NADs and "
-                                   "eigenvalues: the pipeline's (--arch) or any files (the published ones too). "
-                                   "Writes CSV: k1,k2,score (fourier), index,score (nad), row,score (a file).")
+    p = sub.add_parser(
+        "predict",
+        help="predicted learnability of directions, from an NAD estimate alone",
+        description="Scores directions v (higher: D(v) predicted easier to learn) from NADs and "
+        "eigenvalues: the pipeline's (--arch) or any files (the published ones too). "
+        "Writes CSV: k1,k2,score (fourier), index,score (nad), row,score (a file).",
+    )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--arch", help="the NADs of nads@ARCH (results/nads/ARCH)")
     source.add_argument("--nads-file", help="an .npy of NADs, one per row (needs --eigenvalues-file)")
     p.add_argument("--eigenvalues-file", help="an .npy of their eigenvalues, in the order of the rows")
-    p.add_argument("--eigenvalues-kind", default=predict.KINDS[0], choices=predict.KINDS,
-                   help="covariance eigenvalues (this project's), or PCA singular values sqrt((n-1) lambda) "
-                        "(the published *_eigenvals.npy); default covariance")
-    p.add_argument("--directions", default="fourier",
-                   help="fourier (the Fourier grid, see --stride), nad (the NADs themselves) or FILE.npy "
-                        "(one direction per row)")
+    p.add_argument(
+        "--eigenvalues-kind",
+        default=predict.KINDS[0],
+        choices=predict.KINDS,
+        help="covariance eigenvalues (this project's), or PCA singular values sqrt((n-1) lambda) "
+        "(the published *_eigenvals.npy); default covariance",
+    )
+    p.add_argument(
+        "--directions",
+        default="fourier",
+        help="fourier (the Fourier grid, see --stride), nad (the NADs themselves) or FILE.npy (one direction per row)",
+    )
     p.add_argument("--stride", type=int, default=1, help="Fourier grid stride (default 1: every frequency)")
     p.add_argument("--input-shape", type=_shape, default=(1, 32, 32), metavar="C,H,W")
-    p.add_argument("--rule", default=predict.RULE, choices=predict.RULES,
-                   help="shift: gradient energy averaged over image shifts (default); energy: v^T Sigma v")
+    p.add_argument(
+        "--rule",
+        default=predict.RULE,
+        choices=predict.RULES,
+        help="shift: gradient energy averaged over image shifts (default); energy: v^T Sigma v",
+    )
     p.add_argument("--out", required=True, help="output .csv file")
     p.set_defaults(func=_predict)
 

@@ -5,6 +5,7 @@ module to module; importing a.b.c counts a/__init__.py and a/b/__init__.py too.
 tests/test_dvc_yaml.py derives each stage's code deps with it, and `model_files`
 names the files an architecture's networks depend on.
 """
+
 from __future__ import annotations
 
 import ast
@@ -77,5 +78,5 @@ def model_files(name: str) -> list[Path]:
         family = here / f"{models.ARCHS[name][0] if name in models.ARCHS else 'zoo'}.py"
         core = here / "__init__.py"
         return sorted(f for f in closure(family, skip={core}) if f.parent == here and f != core)
-    models.check_arch(name)   # imports the user's module: a clear error if it cannot
+    models.check_arch(name)  # imports the user's module: a clear error if it cannot
     return [Path(importlib.util.find_spec(name.partition(":")[0]).origin).resolve()]

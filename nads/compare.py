@@ -1,4 +1,5 @@
 """This run against the published results: agreement numbers with known meanings."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +7,7 @@ import numpy as np
 from .estimate import AGREEMENT_K, subspace_agreement  # noqa: F401 - the comparison's measure of NAD agreement
 from .spectral import radial_frequency
 
-INDEX_GROUPS = ((0, 10), (10, 100), (100, 300), (300, 1023))   # NAD index ranges [a, b)
+INDEX_GROUPS = ((0, 10), (10, 100), (100, 300), (300, 1023))  # NAD index ranges [a, b)
 
 
 def sign_aligned(ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
@@ -17,7 +18,7 @@ def sign_aligned(ours: np.ndarray, theirs: np.ndarray) -> np.ndarray:
 
 def radius_by_group(nads: np.ndarray, shape, groups=INDEX_GROUPS) -> dict:
     """Mean radial frequency (cycles per image) of the NADs in each index group."""
-    radius = radial_frequency(nads[:max(b for _, b in groups)], shape)
+    radius = radial_frequency(nads[: max(b for _, b in groups)], shape)
     return {f"{a}-{b - 1}": float(radius[a:b].mean()) for a, b in groups if a < len(radius)}
 
 

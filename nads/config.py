@@ -5,6 +5,7 @@ A bad value stops the stage with one line naming the key, the value and what
 is allowed. This module imports only nads.errors, and no torch: architecture
 names and published results are checked by check-params and by the stages.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,12 +16,11 @@ from pathlib import Path
 
 import yaml
 
-
 from .errors import ParamError
 
 
 def _fail(key: str, value, allowed: str):
-    value = list(value) if isinstance(value, tuple) else value   # as params.yaml writes it
+    value = list(value) if isinstance(value, tuple) else value  # as params.yaml writes it
     raise ParamError(f"{key} = {value!r}: {allowed}")
 
 
@@ -99,18 +99,25 @@ class Synthetic(Section):
 
     def check(self) -> None:
         shape = self.input_shape
-        self.require("input_shape", len(shape) == 3 and all(d >= 1 for d in shape),
-                     "must be three positive integers [C, H, W]")
-        self.require("input_shape", shape[1] % 2 == 0 and shape[2] % 2 == 0,
-                     "H and W must be even (the Fourier grid has a Nyquist row and column)")
+        self.require(
+            "input_shape", len(shape) == 3 and all(d >= 1 for d in shape), "must be three positive integers [C, H, W]"
+        )
+        self.require(
+            "input_shape",
+            shape[1] % 2 == 0 and shape[2] % 2 == 0,
+            "H and W must be even (the Fourier grid has a Nyquist row and column)",
+        )
         self.require("epsilon", self.epsilon > 0, "must be > 0 (the margin of the discriminative feature)")
         self.require("sigma", self.sigma >= 0, "must be >= 0 (the noise standard deviation)")
         self.require("n_train", self.n_train >= 2, "must be an integer >= 2")
         self.require("n_test", self.n_test >= 2, "must be an integer >= 2")
         _, h, w = shape
         s = self.fourier_stride
-        self.require("fourier_stride", s >= 1 and (h // 2) % s == 0 and (w // 2) % s == 0,
-                     f"must be a positive integer dividing H/2 = {h // 2} and W/2 = {w // 2}")
+        self.require(
+            "fourier_stride",
+            s >= 1 and (h // 2) % s == 0 and (w // 2) % s == 0,
+            f"must be a positive integer dividing H/2 = {h // 2} and W/2 = {w // 2}",
+        )
         self.require("seed", self.seed >= 0, "must be an integer >= 0")
 
 
@@ -128,8 +135,11 @@ class Nads(Section):
     precision: str = "float32"
 
     def check(self) -> None:
-        self.require("input_shape", len(self.input_shape) == 3 and min(self.input_shape) >= 1,
-                     "must be three positive integers [C, H, W]")
+        self.require(
+            "input_shape",
+            len(self.input_shape) == 3 and min(self.input_shape) >= 1,
+            "must be three positive integers [C, H, W]",
+        )
         self.require("n_networks", self.n_networks >= 2, "must be an integer >= 2")
         self.require("estimator", self.estimator in ESTIMATORS, f"allowed: {', '.join(ESTIMATORS)}")
         self.require("step", self.step > 0, "must be > 0 (the finite-difference step)")
@@ -146,8 +156,8 @@ class Schedule:
     lr: float = 0.5
     momentum: float = 0.0
     weight_decay: float = 0.0
-    clip: float = 0.5          # max gradient norm per model; <= 0 disables clipping
-    seed: int = 0              # batch order (shared by all models) and model init
+    clip: float = 0.5  # max gradient norm per model; <= 0 disables clipping
+    seed: int = 0  # batch order (shared by all models) and model init
     precision: str = "float32"  # float32 | tf32 | bf16 (nads.runtime.precision)
 
     def steps_per_epoch(self, n: int) -> int:
@@ -190,11 +200,12 @@ class NadSweep(Section):
 
     name: typing.ClassVar[str] = "nad_sweep"
     indices: tuple[int, ...] = (0, 1, 2, 3, 5, 10, 20, 50, 100, 200, 300, 500, 700, 1000)
-    seeds: int = 1     # replicate r: noise bank of synthetic.seed + r, initialisation and order of sweep.seed + r
+    seeds: int = 1  # replicate r: noise bank of synthetic.seed + r, initialisation and order of sweep.seed + r
 
     def check(self) -> None:
-        self.require("indices", len(self.indices) >= 1 and min(self.indices) >= 0,
-                     "must be a non-empty list of integers >= 0")
+        self.require(
+            "indices", len(self.indices) >= 1 and min(self.indices) >= 0, "must be a non-empty list of integers >= 0"
+        )
         self.require("seeds", self.seeds >= 1, "must be an integer >= 1")
 
 
@@ -222,8 +233,11 @@ class Poison(CifarTraining):
 
     def check(self) -> None:
         super().check()
-        self.require("nad_indices", len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
-                     "must be a non-empty list of integers >= 0")
+        self.require(
+            "nad_indices",
+            len(self.nad_indices) >= 1 and min(self.nad_indices) >= 0,
+            "must be a non-empty list of integers >= 0",
+        )
         self.require("epsilon", self.epsilon > 0, "must be > 0 (the carrier's amplitude, pixels in [0, 1])")
 
 
@@ -243,8 +257,11 @@ class Ray(Section):
     max_retries: int = 3
 
     def check(self) -> None:
-        self.require("address", bool(self.address), "must be 'auto' or a cluster address such as "
-                     "'ray://head:10001' or 'head:6379'")
+        self.require(
+            "address",
+            bool(self.address),
+            "must be 'auto' or a cluster address such as 'ray://head:10001' or 'head:6379'",
+        )
         self.require("max_retries", self.max_retries >= 0, "must be an integer >= 0 (retries of a failed task)")
 
 
@@ -258,7 +275,7 @@ class Archs(Section):
     sweep: tuple[str, ...] = ("logreg", "lenet")
     poison: tuple[str, ...] = ("lenet",)
     flip: tuple[str, ...] = ("lenet",)
-    compare: tuple[str, ...] = ("logreg", "lenet")   # against the paper's published results ([] = none)
+    compare: tuple[str, ...] = ("logreg", "lenet")  # against the paper's published results ([] = none)
 
     def check(self) -> None:
         # Whether the names can be built is checked by check-params and by each stage
@@ -279,12 +296,16 @@ def is_device(name: str) -> bool:
 
 
 def _check_precision(section) -> None:
-    section.require("precision", section.precision in PRECISIONS,
-                    f"allowed: {', '.join(PRECISIONS)} (reduced precision: see README)")
+    section.require(
+        "precision",
+        section.precision in PRECISIONS,
+        f"allowed: {', '.join(PRECISIONS)} (reduced precision: see README)",
+    )
 
 
-SECTIONS: dict[str, type[Section]] = {cls.name: cls for cls in (Archs, Synthetic, Nads, Sweep, NadSweep, Poison,
-                                                                  Flip, Ray)}
+SECTIONS: dict[str, type[Section]] = {
+    cls.name: cls for cls in (Archs, Synthetic, Nads, Sweep, NadSweep, Poison, Flip, Ray)
+}
 TOP_LEVEL = {"profile", "executor", "device", "models_per_batch"}
 
 
@@ -295,20 +316,36 @@ class _Yaml12(yaml.SafeLoader):
 
 _Yaml12.yaml_implicit_resolvers = {
     first: [(tag, rx) for tag, rx in rules if tag.rsplit(":", 1)[1] not in ("bool", "int", "float")]
-    for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()}
-_Yaml12.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
+    for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 # ruamel.yaml's YAML 1.2 patterns. Int before float: "10" is an int.
-_Yaml12.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"""^(?:[-+]?0b[0-1_]+
+_Yaml12.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(
+        r"""^(?:[-+]?0b[0-1_]+
     |[-+]?0o?[0-7_]+
     |[-+]?[0-9_]+
-    |[-+]?0x[0-9a-fA-F_]+)$""", re.X), list("-+0123456789"))
-_Yaml12.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"""^(?:
+    |[-+]?0x[0-9a-fA-F_]+)$""",
+        re.X,
+    ),
+    list("-+0123456789"),
+)
+_Yaml12.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:
      [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
     |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
     |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
     |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""", re.X), list("-+0123456789."))
+    |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _yaml12_int(loader, node) -> int:
@@ -345,8 +382,8 @@ class Params:
 
     raw: dict
     profile: str
-    executor: str           # where the heavy work runs, with device and models_per_batch:
-    device: str             # none of the three changes a result
+    executor: str  # where the heavy work runs, with device and models_per_batch:
+    device: str  # none of the three changes a result
     models_per_batch: int
     sections: dict
 
@@ -376,8 +413,9 @@ def load(path="params.yaml") -> Params:
     batch = raw.get("models_per_batch", 0)
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
         _fail("models_per_batch", batch, "must be an integer >= 0 (0 = chosen for the device)")
-    sections = {name: cls.parse(raw.get(name)) for name, cls in SECTIONS.items()
-                if name in raw or name in ("ray", "archs")}
+    sections = {
+        name: cls.parse(raw.get(name)) for name, cls in SECTIONS.items() if name in raw or name in ("ray", "archs")
+    }
     params = Params(raw, profile, executor, device, batch, sections)
     _check_between(params)
     return params
@@ -395,15 +433,21 @@ def _check_between(params: Params) -> None:
         for other in needs:
             missing = [a for a in getattr(archs, name) if a not in getattr(archs, other)]
             if missing:
-                _fail(f"archs.{name}", list(getattr(archs, name)), f"{', '.join(missing)} not in archs.{other}; "
-                      f"this stage needs their results: add them to archs.{other}")
+                _fail(
+                    f"archs.{name}",
+                    list(getattr(archs, name)),
+                    f"{', '.join(missing)} not in archs.{other}; "
+                    f"this stage needs their results: add them to archs.{other}",
+                )
         if "nads" not in params.sections:
             continue
         if shape is None and "synthetic" in params.sections:
             shape = params["synthetic"].input_shape
         nads = params["nads"]
         if shape is not None and getattr(archs, name) and tuple(nads.input_shape) != tuple(shape):
-            why = {"sweep": "the sweep trains on D(u_i) for NADs u_i of the synthetic data's shape "
-                            "(synthetic.input_shape)",
-                   "compare": "the published NADs are 1x32x32"}.get(name, f"{name} puts 1x32x32 NADs into CIFAR-10 images")
+            why = {
+                "sweep": "the sweep trains on D(u_i) for NADs u_i of the synthetic data's shape "
+                "(synthetic.input_shape)",
+                "compare": "the published NADs are 1x32x32",
+            }.get(name, f"{name} puts 1x32x32 NADs into CIFAR-10 images")
             _fail("nads.input_shape", list(nads.input_shape), f"must be {list(shape)}: {why}")

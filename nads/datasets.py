@@ -10,6 +10,7 @@ Raw sources (`fetch`: the download, or a local copy named by CIFAR10=...):
 pipeline depends on its content, never on where it lay. `load_source` turns
 any of them into uint8 arrays (N, 32, 32, 3), int64 labels and the class names.
 """
+
 from __future__ import annotations
 
 import io
@@ -37,8 +38,8 @@ STD = (0.2023, 0.1994, 0.2010)
 
 @dataclass
 class Cifar10:
-    x_train: np.ndarray   # (N, 32, 32, 3) uint8
-    y_train: np.ndarray   # (N,) int64
+    x_train: np.ndarray  # (N, 32, 32, 3) uint8
+    y_train: np.ndarray  # (N,) int64
     x_test: np.ndarray
     y_test: np.ndarray
     classes: tuple
@@ -55,8 +56,10 @@ class Cifar10:
         data_dir = Path(data_dir)
         if not (data_dir / "classes.json").is_file():
             raise FileNotFoundError(f"{data_dir}: no converted CIFAR-10 here; run `dvc repro cifar10` first")
-        arrays = {n: files.load_npy(data_dir / f"{n}.npy", "dvc checkout data/cifar10 (or dvc repro -f cifar10)")
-                  for n in ("x_train", "y_train", "x_test", "y_test")}
+        arrays = {
+            n: files.load_npy(data_dir / f"{n}.npy", "dvc checkout data/cifar10 (or dvc repro -f cifar10)")
+            for n in ("x_train", "y_train", "x_test", "y_test")
+        }
         return cls(**arrays, classes=tuple(files.read_json(data_dir / "classes.json")))
 
 
@@ -65,9 +68,11 @@ class SourceError(InputError):
 
 
 def _bad(source, found: str):
-    raise SourceError(f"CIFAR-10 source {str(source)!r}: {found}. Allowed: the original cifar-10-python.tar.gz or "
-                      "its cifar-10-batches-py/ folder, or an image-folder tree (train/<class>/*, test/<class>/*) "
-                      "or a .tar.gz of one")
+    raise SourceError(
+        f"CIFAR-10 source {str(source)!r}: {found}. Allowed: the original cifar-10-python.tar.gz or "
+        "its cifar-10-batches-py/ folder, or an image-folder tree (train/<class>/*, test/<class>/*) "
+        "or a .tar.gz of one"
+    )
 
 
 def fetch(dest, source: str | None = None) -> None:
@@ -97,8 +102,9 @@ def load_raw(raw_dir) -> Cifar10:
     raw_dir = Path(raw_dir)
     entries = sorted(raw_dir.iterdir()) if raw_dir.is_dir() else []
     if len(entries) != 1:
-        raise FileNotFoundError(f"{raw_dir} holds no fetched CIFAR-10: run `make repro CIFAR10=/path/to/copy` "
-                                "or `dvc repro fetch@cifar10`")
+        raise FileNotFoundError(
+            f"{raw_dir} holds no fetched CIFAR-10: run `make repro CIFAR10=/path/to/copy` or `dvc repro fetch@cifar10`"
+        )
     return load_source(str(entries[0]))
 
 
@@ -115,7 +121,11 @@ def load_source(source: str) -> Cifar10:
         if (path / "train").is_dir() or (path / "test").is_dir():
             found = {str(p.relative_to(path)): p for p in path.rglob("*") if p.is_file()}
             return _from_image_tree(source, {k: (lambda p=p: p.read_bytes()) for k, p in found.items()})
-        _bad(source, f"a folder with neither data_batch_* files nor train/ and test/ ({sorted(p.name for p in path.iterdir())[:5]})")
+        _bad(
+            source,
+            "a folder with neither data_batch_* files nor train/ and test/ "
+            f"({sorted(p.name for p in path.iterdir())[:5]})",
+        )
     if tarfile.is_tarfile(path):
         return _from_archive(source, path)
     _bad(source, f"a file that is not a (.tar.gz) archive ({path.name})")
@@ -128,21 +138,23 @@ def _from_archive(source, path: Path) -> Cifar10:
             if any(n.endswith("cifar-10-batches-py/data_batch_1") for n in members):
                 digest = files.file_digest(path, "md5")
                 if digest != ORIGINAL_MD5:
-                    _bad(source, f"an archive of the original release whose md5 is {digest}, not {ORIGINAL_MD5} "
-                                 "(truncated or corrupt)")
+                    _bad(
+                        source,
+                        f"an archive of the original release whose md5 is {digest}, not {ORIGINAL_MD5} "
+                        "(truncated or corrupt)",
+                    )
                 by_base = {n.rsplit("/", 1)[-1]: m for n, m in members.items()}
-                return _from_batches(source, lambda name: tar.extractfile(by_base[name]).read()
-                                     if name in by_base else None)
+                return _from_batches(
+                    source, lambda name: tar.extractfile(by_base[name]).read() if name in by_base else None
+                )
             # An image tree, possibly under one top-level folder.
-            data = {n: tar.extractfile(m).read() for n, m in members.items()
-                    if n.lower().endswith(IMAGE_SUFFIXES)}
+            data = {n: tar.extractfile(m).read() for n, m in members.items() if n.lower().endswith(IMAGE_SUFFIXES)}
     except (tarfile.TarError, EOFError, OSError) as e:
         _bad(source, f"an unreadable archive ({type(e).__name__}: {e}); it may be truncated or corrupt")
-    roots = {n.split("/train/")[0] if "/train/" in n else n.split("/test/")[0] if "/test/" in n else None
-             for n in data}
+    roots = {n.split("/train/")[0] if "/train/" in n else n.split("/test/")[0] if "/test/" in n else None for n in data}
     prefix = {r for r in roots if r} or {""}
     strip = (prefix.pop() + "/") if len(prefix) == 1 and "" not in prefix else ""
-    return _from_image_tree(source, {n[len(strip):]: (lambda b=b: b) for n, b in data.items()})
+    return _from_image_tree(source, {n[len(strip) :]: (lambda b=b: b) for n, b in data.items()})
 
 
 def _from_batches(source, read) -> Cifar10:
@@ -159,8 +171,9 @@ def _from_batches(source, read) -> Cifar10:
 
     parts = [batch(n) for n in BATCHES]
     x_test, y_test = batch("test_batch")
-    return Cifar10(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                   x_test, y_test, CLASSES)
+    return Cifar10(
+        np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), x_test, y_test, CLASSES
+    )
 
 
 def _from_image_tree(source, files: dict) -> Cifar10:
@@ -169,8 +182,9 @@ def _from_image_tree(source, files: dict) -> Cifar10:
 
     splits = {}
     for split in ("train", "test"):
-        names = sorted(n for n in files if n.startswith(f"{split}/") and n.count("/") == 2
-                       and n.lower().endswith(IMAGE_SUFFIXES))
+        names = sorted(
+            n for n in files if n.startswith(f"{split}/") and n.count("/") == 2 and n.lower().endswith(IMAGE_SUFFIXES)
+        )
         classes = sorted({n.split("/")[1] for n in names})
         if not names:
             _bad(source, f"an image tree without {split}/<class>/ images")
@@ -198,9 +212,11 @@ def _download(dest: Path) -> None:
         if files.file_digest(dest / "archive.tar.gz", "md5") != ORIGINAL_MD5:
             raise OSError("the downloaded archive's md5 is not the release's")
     except Exception as e:  # noqa: BLE001 - offline, proxy, corrupt download: all mean "use a local copy"
-        raise SourceError(f"could not download CIFAR-10 from {ORIGINAL_URL} ({type(e).__name__}: "
-                          f"{str(e).splitlines()[0] if str(e) else ''}); give a local copy: "
-                          "make repro CIFAR10=/path/to/cifar-10-python.tar.gz") from None
+        raise SourceError(
+            f"could not download CIFAR-10 from {ORIGINAL_URL} ({type(e).__name__}: "
+            f"{str(e).splitlines()[0] if str(e) else ''}); give a local copy: "
+            "make repro CIFAR10=/path/to/cifar-10-python.tar.gz"
+        ) from None
 
 
 # ---------------------------------------------------------------- poisoning and flip

@@ -1,4 +1,5 @@
 """Direction families v in R^D (D = C*H*W): Fourier grid, random, NAD rows."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -16,6 +16,7 @@ L(x0) ± s·L0(e_i): a few weights scattered into L(x0), not a convolution
 where that pays (GPUs). The covariance is accumulated in float64 as Σg and
 Σggᵀ, so memory does not grow with the number of networks.
 """
+
 from __future__ import annotations
 
 import copy
@@ -52,8 +53,15 @@ class Spec:
 
     def __post_init__(self):
         object.__setattr__(self, "input_shape", tuple(int(d) for d in self.input_shape))
-        Nads.parse({"input_shape": list(self.input_shape), "estimator": self.estimator, "step": self.step,
-                    "seed": self.seed, "precision": self.precision})   # the params file's rules
+        Nads.parse(
+            {
+                "input_shape": list(self.input_shape),
+                "estimator": self.estimator,
+                "step": self.step,
+                "seed": self.seed,
+                "precision": self.precision,
+            }
+        )  # the params file's rules
         if self.point not in POINTS:
             raise ParamError(f"point = {self.point!r}: allowed: {', '.join(POINTS)}")
         try:
@@ -161,7 +169,7 @@ class Engine:
     """How gradients are computed: device and batching. Does not change results
     beyond float rounding."""
 
-    device: str | torch.device = "auto"   # a torch.device is taken as given (a Ray worker's GPU)
+    device: str | torch.device = "auto"  # a torch.device is taken as given (a Ray worker's GPU)
     networks_per_batch: int | None = None
     inputs_per_chunk: int | None = None
     shortcut: bool = True
@@ -231,8 +239,10 @@ class Engine:
         key = (spec.input_shape, spec.step, spec.seed, str(self._dev))
         if getattr(self, "_chunk_key", None) != key:
             per = max(1, self.inputs_per_chunk // 2)
-            self._chunk_cache = [(a, min(a + per, spec.dim), fd_inputs(x0, spec.step, a, min(a + per, spec.dim)))
-                                 for a in range(0, spec.dim, per)]
+            self._chunk_cache = [
+                (a, min(a + per, spec.dim), fd_inputs(x0, spec.step, a, min(a + per, spec.dim)))
+                for a in range(0, spec.dim, per)
+            ]
             self._chunk_key = key
         return self._chunk_cache
 
@@ -244,7 +254,7 @@ class Engine:
         halves = (GradientMoments(spec.dim, self._dev), GradientMoments(spec.dim, self._dev))
         networks = list(networks)
         for b in range(0, len(networks), self.networks_per_batch):
-            ids = networks[b:b + self.networks_per_batch]
+            ids = networks[b : b + self.networks_per_batch]
             g = self.gradients(spec, ids)
             parity = torch.tensor([i % 2 for i in ids], device=g.device)
             for h in (0, 1):
@@ -276,14 +286,26 @@ def shard_moments(common, networks) -> tuple:
     return moments
 
 
-def total_moments(spec: Spec, engine: "Engine", n_networks: int, executor: Executor,
-                  progress: bool = False, log: Log | None = None) -> tuple:
+def total_moments(
+    spec: Spec, engine: "Engine", n_networks: int, executor: Executor, progress: bool = False, log: Log | None = None
+) -> tuple:
     """Moments of networks 0..n-1, summed shard by shard in order (the same
     result whatever the executor and its number of workers)."""
-    monitor = Monitor(n_networks, f"NADs {spec.arch} ({spec.estimator})" if progress else None, "net", log,
-                      f"networks_{spec.estimator}")
-    halves = executor.map(shard_moments, shards(n_networks), (spec, engine), engine._dev, monitor=monitor,
-                          fold=lambda a, b: (a[0] + b[0], a[1] + b[1]))
+    monitor = Monitor(
+        n_networks,
+        f"NADs {spec.arch} ({spec.estimator})" if progress else None,
+        "net",
+        log,
+        f"networks_{spec.estimator}",
+    )
+    halves = executor.map(
+        shard_moments,
+        shards(n_networks),
+        (spec, engine),
+        engine._dev,
+        monitor=monitor,
+        fold=lambda a, b: (a[0] + b[0], a[1] + b[1]),
+    )
     monitor.close()
     return halves
 
@@ -291,10 +313,10 @@ def total_moments(spec: Spec, engine: "Engine", n_networks: int, executor: Execu
 # ---------------------------------------------------------------- the estimate
 @dataclass
 class NADResult:
-    nads: np.ndarray          # (D, D) float32, row i is NAD i (unit norm)
-    eigenvalues: np.ndarray   # (D,) float64, descending
-    diagnostics: dict         # deterministic: counts, convergence
-    timing: dict              # seconds, networks per second (not reproducible)
+    nads: np.ndarray  # (D, D) float32, row i is NAD i (unit norm)
+    eigenvalues: np.ndarray  # (D,) float64, descending
+    diagnostics: dict  # deterministic: counts, convergence
+    timing: dict  # seconds, networks per second (not reproducible)
 
 
 def probe(spec: Spec) -> None:
@@ -308,11 +330,18 @@ def probe(spec: Spec) -> None:
 def nads_from_moments(halves, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict]:
     total = halves[0] + halves[1]
     vals, vecs = eig_desc(total.covariance())
-    diagnostics = {"n_networks": total.n, "dim": spec.dim, "rank": min(total.n - 1, spec.dim),
-                   "estimator": spec.estimator, "step": spec.step, "point": spec.point, "seed": spec.seed,
-                   "precision": spec.precision,
-                   "top_eigenvalue": float(vals[0]), "eigenvalue_ratio_first_last_in_rank":
-                   float(vals[0] / max(vals[min(total.n - 1, spec.dim) - 1], 1e-300))}
+    diagnostics = {
+        "n_networks": total.n,
+        "dim": spec.dim,
+        "rank": min(total.n - 1, spec.dim),
+        "estimator": spec.estimator,
+        "step": spec.step,
+        "point": spec.point,
+        "seed": spec.seed,
+        "precision": spec.precision,
+        "top_eigenvalue": float(vals[0]),
+        "eigenvalue_ratio_first_last_in_rank": float(vals[0] / max(vals[min(total.n - 1, spec.dim) - 1], 1e-300)),
+    }
     if min(h.n for h in halves) >= 2:
         _, a = eig_desc(halves[0].covariance())
         _, b = eig_desc(halves[1].covariance())
@@ -322,11 +351,22 @@ def nads_from_moments(halves, spec: Spec) -> tuple[np.ndarray, np.ndarray, dict]
     return vecs.astype(np.float32), vals, diagnostics
 
 
-def estimate_nads(arch: str, input_shape=Nads.input_shape, n_networks: int = Nads.n_networks,
-                  estimator: str = Nads.estimator, step: float = Nads.step, seed: int = Nads.seed,
-                  device: str = "auto", point: str = "fixed", precision: str = Nads.precision,
-                  executor: str | Executor = "local", networks_per_batch: int | None = None,
-                  inputs_per_chunk: int | None = None, progress: bool = False, log: Log | None = None) -> NADResult:
+def estimate_nads(
+    arch: str,
+    input_shape=Nads.input_shape,
+    n_networks: int = Nads.n_networks,
+    estimator: str = Nads.estimator,
+    step: float = Nads.step,
+    seed: int = Nads.seed,
+    device: str = "auto",
+    point: str = "fixed",
+    precision: str = Nads.precision,
+    executor: str | Executor = "local",
+    networks_per_batch: int | None = None,
+    inputs_per_chunk: int | None = None,
+    progress: bool = False,
+    log: Log | None = None,
+) -> NADResult:
     """The NADs of `arch` (a registered name or 'package.module:callable').
 
     Returns every eigenvector of the D x D gradient covariance (a complete
@@ -351,6 +391,10 @@ def estimate_nads(arch: str, input_shape=Nads.input_shape, n_networks: int = Nad
     halves = total_moments(spec, engine, n_networks, executor, progress, log)
     seconds = time.perf_counter() - t0
     nads, vals, diagnostics = nads_from_moments(halves, spec)
-    timing = {"seconds": seconds, "networks_per_second": n_networks / seconds, "device": str(engine._dev),
-              "executor": executor.name}
+    timing = {
+        "seconds": seconds,
+        "networks_per_second": n_networks / seconds,
+        "device": str(engine._dev),
+        "executor": executor.name,
+    }
     return NADResult(nads, vals, diagnostics, timing)

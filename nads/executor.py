@@ -19,6 +19,7 @@ whose worker dies, or that raises a RuntimeError or OSError, is retried
 (`max_retries`); each job's result is taken exactly once. Workers must run the
 driver's nads code and torch version (checked by each task).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -46,6 +47,7 @@ from .errors import InputError, ParamError
 from .progress import Monitor
 from .runtime import fingerprint, resolve_device
 
+
 def cpu_workers() -> int:
     try:
         return max(1, len(os.sched_getaffinity(0)))
@@ -64,8 +66,16 @@ class LocalExecutor:
         """The device jobs run on, for a `device` parameter (auto | cpu | cuda[:N])."""
         return resolve_device(device)
 
-    def map(self, fn: Callable, jobs: Sequence, common=None, device: torch.device | str = "cpu",
-            on_done: Callable | None = None, monitor: Monitor | None = None, fold: Callable | None = None):
+    def map(
+        self,
+        fn: Callable,
+        jobs: Sequence,
+        common=None,
+        device: torch.device | str = "cpu",
+        on_done: Callable | None = None,
+        monitor: Monitor | None = None,
+        fold: Callable | None = None,
+    ):
         """[fn(common, job) for job in jobs], or with `fold` its in-order fold
         fold(...fold(r0, r1)..., r_n-1) (holding only the results not yet folded).
 
@@ -79,8 +89,9 @@ class LocalExecutor:
         todo = results.todo()
         if min(workers, len(todo)) <= 1:
             for i in todo:
-                results.add(i, *_run_job(fn, common, jobs[i], monitor.handle if monitor else None,
-                                         results.training_state(i)))
+                results.add(
+                    i, *_run_job(fn, common, jobs[i], monitor.handle if monitor else None, results.training_state(i))
+                )
         else:
             _pool_map(fn, jobs, todo, common, min(workers, len(todo)), results, monitor)
         return results.value()
@@ -92,8 +103,8 @@ class _Results:
     def __init__(self, fn, jobs, common, on_done, monitor, fold):
         self.jobs, self.on_done, self.monitor, self.fold = jobs, on_done, monitor, fold
         self.store = resume.store_for(fn, jobs, common)
-        self.done: dict = {}              # index -> (result, units), not yet folded
-        self.next, self.acc, self.units = 0, None, 0.0   # the fold of jobs 0..next-1, and their units
+        self.done: dict = {}  # index -> (result, units), not yet folded
+        self.next, self.acc, self.units = 0, None, 0.0  # the fold of jobs 0..next-1, and their units
         self.saved_at = time.monotonic()
         if self.store is not None:
             if fold is not None:
@@ -111,7 +122,7 @@ class _Results:
         return None if self.store is None else self.store.training_state(i)
 
     def add(self, i: int, result, units: float, events=()) -> None:
-        for event in events if self.monitor else ():   # a Ray task's, replayed
+        for event in events if self.monitor else ():  # a Ray task's, replayed
             self.monitor.handle(event)
         if self.store is not None and self.fold is None:  # (a fold is kept as its prefix)
             self.store.save_job(i, result, units)
@@ -200,12 +211,14 @@ def _pool_call(fn, job, state):
 
 
 SHM = Path("/dev/shm")
-SHM_MIN = 256 * 2**20   # a container's default 64 MB fails the quick profile's NAD shards
+SHM_MIN = 256 * 2**20  # a container's default 64 MB fails the quick profile's NAD shards
 
 
 def _shm_advice(total: int) -> str:
-    return (f"{SHM} holds {total / 2**20:.0f} MiB, and worker processes hand their results back through it: "
-            "in a container, give it more (docker/podman run --shm-size=2g)")
+    return (
+        f"{SHM} holds {total / 2**20:.0f} MiB, and worker processes hand their results back through it: "
+        "in a container, give it more (docker/podman run --shm-size=2g)"
+    )
 
 
 def check_shared_memory(path: Path = SHM, minimum: int = SHM_MIN) -> None:
@@ -226,8 +239,9 @@ def _pool_map(fn, jobs, todo, common, workers, results: _Results, monitor):
     # would re-run a caller's script without an `if __name__ == "__main__"` guard.
     context = get_context("fork" if "fork" in get_all_start_methods() else "spawn")
     events = context.Queue() if monitor is not None else None
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_pool_init,
-                               initargs=(common, events, os.getpid()))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_pool_init, initargs=(common, events, os.getpid())
+    )
 
     def drain():  # here, in the driver's main thread
         while events is not None:
@@ -244,9 +258,11 @@ def _pool_map(fn, jobs, todo, common, workers, results: _Results, monitor):
             for future in finished:
                 results.add(pending.pop(future), *future.result())
     except BrokenProcessPool:
-        raise RuntimeError(f"a worker process died (killed by the system, out of memory?) while running "
-                           f"{getattr(fn, '__name__', fn)}; nothing was written. Rerun with fewer workers "
-                           "or a smaller batch") from None
+        raise RuntimeError(
+            f"a worker process died (killed by the system, out of memory?) while running "
+            f"{getattr(fn, '__name__', fn)}; nothing was written. Rerun with fewer workers "
+            "or a smaller batch"
+        ) from None
     except BaseException as exc:
         # Ctrl-C or a failed job: stop every worker now rather than wait for them.
         processes = list((getattr(pool, "_processes", None) or {}).values())
@@ -281,13 +297,19 @@ class RayExecutor:
         ray = import_ray()
         if not ray.is_initialized():
             # Workers start outside this process: they get the arithmetic settings explicitly.
-            ray.init(address=None if self.address == "auto" else self.address,
-                     include_dashboard=False, log_to_driver=True,
-                     runtime_env={"env_vars": portable.environment()})
+            ray.init(
+                address=None if self.address == "auto" else self.address,
+                include_dashboard=False,
+                log_to_driver=True,
+                runtime_env={"env_vars": portable.environment()},
+            )
             # Say what was joined: a mistyped RAY_ADDRESS silently gives a new local cluster.
             res = ray.cluster_resources()
-            print(f"Ray: {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs "
-                  f"(ray.address = {self.address!r})", file=sys.stderr)
+            print(
+                f"Ray: {len(ray.nodes())} node(s), {res.get('CPU', 0):g} CPUs, {res.get('GPU', 0):g} GPUs "
+                f"(ray.address = {self.address!r})",
+                file=sys.stderr,
+            )
         return ray
 
     def device(self, device: str) -> torch.device:
@@ -300,12 +322,21 @@ class RayExecutor:
         if self._ray().cluster_resources().get("GPU", 0) > 0:
             return torch.device("cuda")
         if device != "auto":
-            raise ParamError(f"device = {device!r}: the Ray cluster at {self.address!r} has no GPUs; "
-                             "use 'auto' or 'cpu'")
+            raise ParamError(
+                f"device = {device!r}: the Ray cluster at {self.address!r} has no GPUs; use 'auto' or 'cpu'"
+            )
         return torch.device("cpu")
 
-    def map(self, fn: Callable, jobs: Sequence, common=None, device: torch.device | str = "cpu",
-            on_done: Callable | None = None, monitor: Monitor | None = None, fold: Callable | None = None):
+    def map(
+        self,
+        fn: Callable,
+        jobs: Sequence,
+        common=None,
+        device: torch.device | str = "cpu",
+        on_done: Callable | None = None,
+        monitor: Monitor | None = None,
+        fold: Callable | None = None,
+    ):
         """As LocalExecutor.map, one Ray task per job (a task's progress and records
         reach the monitor when its result does; training states are not kept on the nodes)."""
         ray = self._ray()
@@ -314,8 +345,13 @@ class RayExecutor:
         # out-of-memory); not bad input (ValueError, TypeError...), which fails again.
         # GPU tasks get a fresh worker each (Ray's default for GPU functions):
         # GPU memory and the CUDA context are released with it.
-        task = ray.remote(num_cpus=1, num_gpus=1 if gpu else 0, max_calls=1 if gpu else 0,
-                          max_retries=self.max_retries, retry_exceptions=[RuntimeError, OSError])(_ray_call)
+        task = ray.remote(
+            num_cpus=1,
+            num_gpus=1 if gpu else 0,
+            max_calls=1 if gpu else 0,
+            max_retries=self.max_retries,
+            retry_exceptions=[RuntimeError, OSError],
+        )(_ray_call)
         results = _Results(fn, jobs, common, on_done, monitor, fold)
         shared = ray.put(common)
         code = fingerprint()
@@ -337,8 +373,10 @@ class RayExecutor:
 
 def _ray_call(fn, common, job, code: str):
     if code != fingerprint():
-        raise ParamError(f"this Ray worker ({os.uname().nodename}) runs other nads code or another torch "
-                         "version than the driver; install the same checkout and versions on every node")
+        raise ParamError(
+            f"this Ray worker ({os.uname().nodename}) runs other nads code or another torch "
+            "version than the driver; install the same checkout and versions on every node"
+        )
     try:
         portable.check()
     except RuntimeError as e:
@@ -356,8 +394,9 @@ def import_ray():
     try:
         import ray
     except ImportError:
-        raise ParamError("executor = 'ray' needs Ray, which is not installed: pip install 'nads[ray]' "
-                         "(or pip install 'ray>=2.9')") from None
+        raise ParamError(
+            "executor = 'ray' needs Ray, which is not installed: pip install 'nads[ray]' (or pip install 'ray>=2.9')"
+        ) from None
     return ray
 
 

@@ -7,6 +7,7 @@ complete are they moved into place, under a journal that the next start
 (`recover`) completes if a kill lands between the moves. So a stage killed at
 any point leaves either the whole previous set of outputs or the whole new one.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -129,8 +130,9 @@ def load_npy(path, restore: str) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as e:
-        raise CorruptInput(f"{path} is corrupt (not a readable .npy array: {str(e).splitlines()[0]}); "
-                           f"restore it: {restore}") from None
+        raise CorruptInput(
+            f"{path} is corrupt (not a readable .npy array: {str(e).splitlines()[0]}); restore it: {restore}"
+        ) from None
 
 
 def write_csv(path, columns: dict) -> None:
@@ -170,7 +172,7 @@ class OutputSet:
             raise ValueError(f"output set name {name!r}: must be a plain file name")
         self.root = Path(root)
         self.dir = self.root / STAGING / name
-        self.folders: dict[Path, Path] = {}   # staging folder -> real folder
+        self.folders: dict[Path, Path] = {}  # staging folder -> real folder
 
     def __enter__(self) -> "OutputSet":
         _remove(self.dir)  # (a killed run's staging was recovered or discarded when the stage started)
@@ -202,8 +204,11 @@ class OutputSet:
         return path
 
     def commit(self) -> None:
-        moves = [(str(entry.relative_to(self.root)), str(final / entry.name))
-                 for staged, final in self.folders.items() for entry in sorted(staged.iterdir())]
+        moves = [
+            (str(entry.relative_to(self.root)), str(final / entry.name))
+            for staged, final in self.folders.items()
+            for entry in sorted(staged.iterdir())
+        ]
         write_json(self.dir / "journal.json", moves)  # from here on, the new set is the one to finish
         _finish(self.root, self.dir)
 

@@ -1,5 +1,6 @@
 """The page model the report and the atlas share: sections of figures, a table and
 claims, and checked readers of the stage outputs they are drawn from."""
+
 from __future__ import annotations
 
 import json
@@ -13,18 +14,18 @@ from . import files
 
 @dataclass
 class Claim:
-    text: str          # the paper's claim
-    evidence: str      # what this run measured
-    supported: bool     # (a plain bool, also when computed from numpy values)
+    text: str  # the paper's claim
+    evidence: str  # what this run measured
+    supported: bool  # (a plain bool, also when computed from numpy values)
 
 
 @dataclass
 class Section:
     title: str
-    figures: list = field(default_factory=list)   # paths
-    table: dict = field(default_factory=dict)     # name -> value
+    figures: list = field(default_factory=list)  # paths
+    table: dict = field(default_factory=dict)  # name -> value
     claims: list = field(default_factory=list)
-    note: str = ""                                 # one line under the title
+    note: str = ""  # one line under the title
 
 
 def need(path: Path, stage: str) -> Path:

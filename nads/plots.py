@@ -1,4 +1,5 @@
 """Every figure of the project. Headless (Agg), written atomically."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -119,8 +120,9 @@ def predicted_grid(freqs, predicted, measured, shape, stride: int, path, title: 
     im = _heatmap(axes[0], score, shape, stride, cmap="magma", norm=LogNorm())
     fig.colorbar(im, ax=axes[0], label="predicted score")
     axes[0].set_title("predicted from the NADs", fontsize=9)
-    im = _heatmap(axes[1], centred_grid(freqs, measured, shape, stride), shape, stride, cmap="viridis",
-                  vmin=0.5, vmax=1.0)
+    im = _heatmap(
+        axes[1], centred_grid(freqs, measured, shape, stride), shape, stride, cmap="viridis", vmin=0.5, vmax=1.0
+    )
     fig.colorbar(im, ax=axes[1], label="test accuracy")
     axes[1].set_title("measured (sweep)", fontsize=9)
     fig.suptitle(title, fontsize=10)
@@ -142,8 +144,7 @@ def predicted_curve(indices, predicted, measured, path, title: str = "") -> None
 
 def nad_rows(rows: dict, shape, indices, path, title: str = "") -> None:
     """NADs u_i (pixel space) of several estimates, one row each: {label: (D', D) array}."""
-    fig, axes = plt.subplots(len(rows), len(indices), figsize=(1.3 * len(indices), 1.45 * len(rows)),
-                             squeeze=False)
+    fig, axes = plt.subplots(len(rows), len(indices), figsize=(1.3 * len(indices), 1.45 * len(rows)), squeeze=False)
     for r, (label, nads) in enumerate(rows.items()):
         for j, i in enumerate(indices):
             img = np.asarray(nads[i], dtype=np.float64).reshape(shape).mean(axis=0)
@@ -181,7 +182,7 @@ def curve_comparison(curves: dict, path, title: str = "") -> None:
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for j, (label, curve) in enumerate(curves.items()):
         style = dict(color="0.6", lw=1) if label == "published" else dict(marker="o", ms=5 - 2 * j, lw=1.2)
-        line, = ax.plot(*curve[:2], label=label, **style)
+        (line,) = ax.plot(*curve[:2], label=label, **style)
         if len(curve) > 2 and curve[2] is not None:
             ax.fill_between(curve[0], *curve[2], color=line.get_color(), alpha=0.2, lw=0)
     ax.legend(fontsize=8)

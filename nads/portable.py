@@ -23,6 +23,7 @@ The cost is in BENCHMARKS.md (benchmarks/bench_portable.py).
 NADS_PORTABLE=0 turns it off: faster, and the results are then those of this
 CPU only (they will not match a dvc.lock written elsewhere).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,16 +31,17 @@ import sys
 
 # numpy's AVX-512 dispatch targets, by their names in numpy >= 2.4 and before
 # (a name a version does not know is ignored with an ImportWarning).
-_NUMPY_AVX512 = ("X86_V4 AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL "
-                 "AVX512_ICL AVX512_SPR")
+_NUMPY_AVX512 = "X86_V4 AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL AVX512_SPR"
 
 SETTINGS = {
-    "MKL_CBWR": "COMPATIBLE",         # MKL: the one code path both vendors honour
-    "ONEDNN_MAX_CPU_ISA": "AVX2",     # oneDNN (convolutions)
-    "ATEN_CPU_CAPABILITY": "avx2",    # torch's own vectorised kernels
-    "OPENBLAS_CORETYPE": "Haswell",   # numpy's and scipy's OpenBLAS
+    "MKL_CBWR": "COMPATIBLE",  # MKL: the one code path both vendors honour
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # oneDNN (convolutions)
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's own vectorised kernels
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's and scipy's OpenBLAS
     "NPY_DISABLE_CPU_FEATURES": _NUMPY_AVX512,
-    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
 }
 
 
@@ -63,10 +65,12 @@ def status() -> dict:
     out = {"portable": enabled()}
     if "torch" in sys.modules:
         import torch
+
         out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         out["torch_threads"] = torch.get_num_threads()
     if "numpy" in sys.modules:
         from numpy._core import _multiarray_umath as m  # numpy >= 2 (the lock's)
+
         out["numpy_avx512"] = bool(m.__cpu_features__.get("AVX512F")) and not _numpy_avx512_disabled(m)
     return out
 
@@ -89,6 +93,9 @@ def check() -> None:
     if s.get("torch_threads", 1) != 1:
         wrong.append(f"torch computes on {s['torch_threads']} threads")
     if wrong:
-        raise RuntimeError("portable arithmetic (nads/portable.py) is not in effect: " + "; ".join(wrong)
-                           + ". Import nads before numpy and torch, or set NADS_PORTABLE=0 to accept "
-                           "results specific to this CPU")
+        raise RuntimeError(
+            "portable arithmetic (nads/portable.py) is not in effect: "
+            + "; ".join(wrong)
+            + ". Import nads before numpy and torch, or set NADS_PORTABLE=0 to accept "
+            "results specific to this CPU"
+        )

@@ -19,6 +19,7 @@ at chance, rho also ranks the noise among the chance cells; the AUC does not).
 Computing them costs one matrix product (energy) or one FFT of the NADs
 (shift): a full 32 x 32 Fourier grid takes well under a second on a CPU.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -29,8 +30,8 @@ from scipy.stats import spearmanr
 from .errors import ParamError
 
 RULES = ("energy", "shift")
-RULE = "shift"   # the default, and the one rule the stages use for every architecture (README)
-KINDS = ("covariance", "singular")   # what an eigenvalues file holds (covariance_eigenvalues)
+RULE = "shift"  # the default, and the one rule the stages use for every architecture (README)
+KINDS = ("covariance", "singular")  # what an eigenvalues file holds (covariance_eigenvalues)
 
 
 def covariance_eigenvalues(values: np.ndarray, kind: str = "covariance") -> np.ndarray:
@@ -41,7 +42,7 @@ def covariance_eigenvalues(values: np.ndarray, kind: str = "covariance") -> np.n
     if kind == "covariance":
         return values
     if kind == "singular":
-        return values ** 2
+        return values**2
     raise ParamError(f"eigenvalue kind = {kind!r}: allowed: {', '.join(KINDS)}")
 
 
@@ -55,17 +56,19 @@ def scores(nads: np.ndarray, eigenvalues: np.ndarray, directions: np.ndarray, sh
     v = np.atleast_2d(np.asarray(directions, dtype=np.float64))
     c, h, w = shape
     if nads.ndim != 2 or nads.shape[1] != c * h * w or v.shape[1] != c * h * w or len(lam) != len(nads):
-        raise ParamError(f"NADs {nads.shape}, eigenvalues {lam.shape} and directions {v.shape} do not fit "
-                         f"inputs of shape {tuple(shape)} (D = {c * h * w})")
+        raise ParamError(
+            f"NADs {nads.shape}, eigenvalues {lam.shape} and directions {v.shape} do not fit "
+            f"inputs of shape {tuple(shape)} (D = {c * h * w})"
+        )
     if rule == "energy":
         return ((v @ nads.T) ** 2) @ lam
-    u = np.fft.fft2(nads.reshape(-1, c, h, w), norm="ortho")           # (K, C, H, W)
-    sigma = np.einsum("k,kahw,kbhw->hwab", lam, u, u.conj())           # C x C per frequency
-    vf = np.fft.fft2(v.reshape(-1, c, h, w), norm="ortho")              # (n, C, H, W)
+    u = np.fft.fft2(nads.reshape(-1, c, h, w), norm="ortho")  # (K, C, H, W)
+    sigma = np.einsum("k,kahw,kbhw->hwab", lam, u, u.conj())  # C x C per frequency
+    vf = np.fft.fft2(v.reshape(-1, c, h, w), norm="ortho")  # (n, C, H, W)
     return np.einsum("nahw,hwab,nbhw->n", vf.conj(), sigma, vf).real
 
 
-LEARNED = 0.6   # test accuracy above chance: 9 binomial sd at 2 000 test samples
+LEARNED = 0.6  # test accuracy above chance: 9 binomial sd at 2 000 test samples
 
 
 def separation(score: np.ndarray, acc: np.ndarray) -> float:
@@ -82,7 +85,7 @@ def agreement(score, acc) -> dict:
     (NaN where the accuracies do not vary, or none is learned or none at chance)."""
     score, acc = np.asarray(score, dtype=np.float64), np.asarray(acc, dtype=np.float64)
     ok = np.isfinite(acc)
-    with warnings.catch_warnings():   # constant accuracies (logistic regression learns all): NaN
+    with warnings.catch_warnings():  # constant accuracies (logistic regression learns all): NaN
         warnings.simplefilter("ignore")
         rho = spearmanr(score[ok], acc[ok]).statistic
     return {"spearman": float(rho), "auc": separation(score[ok], acc[ok])}
@@ -91,7 +94,7 @@ def agreement(score, acc) -> dict:
 def replicates(table: dict) -> list:
     """Each seed's test accuracies from a sweep's table (its `test_acc_seed<r>` columns), or
     its one `test_acc` column when it ran one seed."""
-    keys = sorted((k for k in table if k.startswith("test_acc_seed")), key=lambda k: int(k[len("test_acc_seed"):]))
+    keys = sorted((k for k in table if k.startswith("test_acc_seed")), key=lambda k: int(k[len("test_acc_seed") :]))
     return [np.asarray(table[k], dtype=np.float64) for k in keys or ["test_acc"]]
 
 

@@ -9,6 +9,7 @@ arrives. With no Monitor listening, both cost next to nothing. Everything that
 reaches a Monitor is handled in the driver's main thread (tqdm and MLflow's
 fluent API are not thread-safe).
 """
+
 from __future__ import annotations
 
 import time
@@ -16,13 +17,13 @@ from typing import Callable
 
 from tqdm.auto import tqdm
 
-FLUSH_S = 0.5      # a worker sends its progress at most this often
-LOG_EVERY_S = 15   # a Monitor logs its progress to MLflow at most this often
+FLUSH_S = 0.5  # a worker sends its progress at most this often
+LOG_EVERY_S = 15  # a Monitor logs its progress to MLflow at most this often
 
-Log = Callable[[dict, int], None]   # (metrics, step): e.g. tracking.StageRun.log_metrics
+Log = Callable[[dict, int], None]  # (metrics, step): e.g. tracking.StageRun.log_metrics
 
-_sink: Callable | None = None       # where this process's events go (set by the executor)
-_units = 0.0                        # advanced by the current job, in total and not yet sent
+_sink: Callable | None = None  # where this process's events go (set by the executor)
+_units = 0.0  # advanced by the current job, in total and not yet sent
 _unsent = 0.0
 _sent_at = 0.0
 
@@ -66,8 +67,15 @@ class Monitor:
 
     def __init__(self, total: float, desc: str | None, unit: str, log: Log | None = None, name: str = "work"):
         # {n:.4g}: jobs advance by fractions (a model per training step), shown rounded
-        self.bar = tqdm(total=total, desc=desc, unit=unit, disable=desc is None, mininterval=2.0, delay=0.5,
-                        bar_format="{l_bar}{bar}| {n:.4g}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]")
+        self.bar = tqdm(
+            total=total,
+            desc=desc,
+            unit=unit,
+            disable=desc is None,
+            mininterval=2.0,
+            delay=0.5,
+            bar_format="{l_bar}{bar}| {n:.4g}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]",
+        )
         self.total, self.done, self.log, self.name = total, 0.0, log, name
         self.resumed_units = 0.0
         self.started = time.monotonic()
@@ -98,8 +106,14 @@ class Monitor:
         done = min(self.done, self.total)
         rate = (done - self.resumed_units) / max(now - self.started, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("nan")
-        self.log({f"progress/{self.name}/done": done, f"progress/{self.name}/fraction": done / max(self.total, 1e-9),
-                  f"progress/{self.name}/eta_s": eta}, int(round(done)))
+        self.log(
+            {
+                f"progress/{self.name}/done": done,
+                f"progress/{self.name}/fraction": done / max(self.total, 1e-9),
+                f"progress/{self.name}/eta_s": eta,
+            },
+            int(round(done)),
+        )
 
     def close(self) -> None:
         self._log_progress(force=True)

@@ -7,6 +7,7 @@ architectures, their Fourier-grid accuracies and their NAD-curve accuracies.
 `fetch` downloads each file, or copies it from a local copy (the archive of
 these files, or a checkout); every file is checked against its recorded sha256.
 """
+
 from __future__ import annotations
 
 import csv
@@ -38,9 +39,13 @@ SHA256 = {
     "docs/data/nads.csv": "2c568563e206a56a1d301395f575de7f4a6fef7c63563856972cf25f6054d295",
 }
 # Our architecture -> (their file prefix, Fourier-grid column, NAD-curve column or None).
-ARCHS = {"logreg": ("LogReg", "acc_lr", None), "lenet": ("LeNet", "acc_ln", "acc_ln"),
-         "vgg11_bn": ("VGG11", "acc_vgg", "acc_vgg"), "resnet18": ("ResNet18", "acc_rn", "acc_rn"),
-         "densenet121": ("DenseNet121", "acc_dn", "acc_dn")}
+ARCHS = {
+    "logreg": ("LogReg", "acc_lr", None),
+    "lenet": ("LeNet", "acc_ln", "acc_ln"),
+    "vgg11_bn": ("VGG11", "acc_vgg", "acc_vgg"),
+    "resnet18": ("ResNet18", "acc_rn", "acc_rn"),
+    "densenet121": ("DenseNet121", "acc_dn", "acc_dn"),
+}
 N_NETWORKS = 10_000  # gradient samples behind their spectra
 
 
@@ -51,11 +56,15 @@ class ReferenceError(InputError):
 def files_of(arch: str) -> list[str]:
     """The published files `arch`'s comparison needs: its NADs and spectrum, both tables, the license."""
     if arch not in ARCHS:
-        raise ReferenceError(f"arch = {arch!r}: the paper published no results for it; "
-                             f"published: {', '.join(ARCHS)}")
+        raise ReferenceError(f"arch = {arch!r}: the paper published no results for it; published: {', '.join(ARCHS)}")
     prefix = ARCHS[arch][0]
-    return ["LICENSE", f"NADs/{prefix}_NADs.npy", f"NADs/{prefix}_eigenvals.npy", "docs/data/dft_accuracies.csv",
-            "docs/data/nads.csv"]
+    return [
+        "LICENSE",
+        f"NADs/{prefix}_NADs.npy",
+        f"NADs/{prefix}_eigenvals.npy",
+        "docs/data/dft_accuracies.csv",
+        "docs/data/nads.csv",
+    ]
 
 
 def fetch(dest, source: str | None = None, arch: str = "lenet") -> None:
@@ -95,8 +104,9 @@ def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
         try:
             tar.extractall(dest, filter="data")
         except tarfile.FilterError as e:
-            raise ReferenceError(f"archive member {e.tarinfo.name!r}: not a plain file or folder inside "
-                                 "the archive") from None
+            raise ReferenceError(
+                f"archive member {e.tarinfo.name!r}: not a plain file or folder inside the archive"
+            ) from None
         return
     root = Path(dest).resolve()
     for m in tar.getmembers():
@@ -110,8 +120,10 @@ def verify(folder, names, source) -> None:
     for name in names:
         digest, found = SHA256[name], file_digest(Path(folder) / name, "sha256")
         if found != digest:
-            raise ReferenceError(f"published results {source}: {name} has sha256 {found[:16]}..., not the "
-                                 f"published {digest[:16]}... (corrupt, or another version)")
+            raise ReferenceError(
+                f"published results {source}: {name} has sha256 {found[:16]}..., not the "
+                f"published {digest[:16]}... (corrupt, or another version)"
+            )
 
 
 def _download(dest: Path, names) -> None:
@@ -124,18 +136,20 @@ def _download(dest: Path, names) -> None:
             with urllib.request.urlopen(url, timeout=60) as r, open(dest / name, "wb") as f:
                 shutil.copyfileobj(r, f)
         except OSError as e:
-            raise ReferenceError(f"could not download {url} ({e}); give a local copy: "
-                                 "make repro NADS_PUBLISHED=/path/to/nads-published-2020.tar.gz") from None
+            raise ReferenceError(
+                f"could not download {url} ({e}); give a local copy: "
+                "make repro NADS_PUBLISHED=/path/to/nads-published-2020.tar.gz"
+            ) from None
 
 
 @dataclass(frozen=True)
 class Reference:
     """One architecture's published results, in this project's conventions."""
 
-    nads: np.ndarray          # (1023, 1024) float32, row i = NAD i (1x32x32)
-    eigenvalues: np.ndarray   # (1023,) covariance eigenvalues, from their singular values
-    grid: dict                # {(f1, f2): test accuracy in [0, 1]}, centred even frequencies in [-16, 14]
-    curve: tuple | None       # (indices, test accuracy in [0, 1]) of their NAD sweep, or None
+    nads: np.ndarray  # (1023, 1024) float32, row i = NAD i (1x32x32)
+    eigenvalues: np.ndarray  # (1023,) covariance eigenvalues, from their singular values
+    grid: dict  # {(f1, f2): test accuracy in [0, 1]}, centred even frequencies in [-16, 14]
+    curve: tuple | None  # (indices, test accuracy in [0, 1]) of their NAD sweep, or None
 
 
 def load(folder, arch: str) -> Reference:
@@ -145,7 +159,7 @@ def load(folder, arch: str) -> Reference:
     prefix, grid_column, curve_column = ARCHS[arch]
     singular = np.load(folder / f"NADs/{prefix}_eigenvals.npy", allow_pickle=False).astype(np.float64)
     # Their `eigenvals.npy` holds PCA singular values of the n gradient samples: s = sqrt((n - 1) * lambda).
-    eigenvalues = singular ** 2 / (N_NETWORKS - 1)
+    eigenvalues = singular**2 / (N_NETWORKS - 1)
     nads = np.load(folder / f"NADs/{prefix}_NADs.npy", allow_pickle=False)
     grid = {}
     with open(folder / "docs/data/dft_accuracies.csv") as f:
@@ -169,7 +183,7 @@ def grid_at(grid: dict, freqs, shape) -> np.ndarray:
     for i, (k1, k2) in enumerate(np.asarray(freqs)):
         cells = []
         for a, b in ((k1, k2), (-k1, -k2)):
-            a = (a + h // 2) % h - h // 2   # centred, in [-H/2, H/2): +16 is -16
+            a = (a + h // 2) % h - h // 2  # centred, in [-H/2, H/2): +16 is -16
             b = (b + w // 2) % w - w // 2
             if (a, b) in grid:
                 cells.append(grid[(a, b)])

@@ -3,6 +3,7 @@
 Each section states the paper's claim it tests and whether this run supports it,
 computed from the data.
 """
+
 from __future__ import annotations
 
 import base64
@@ -26,39 +27,67 @@ def _pooled_cnn(arch: str) -> bool:
 def nads_section(root: Path, arch: str) -> Section:
     d = root / "results/nads" / arch
     m = read_json(d / "metrics.json", f"nads@{arch}")
-    s = Section(f"NADs of {arch}", [need(figure(root, d, "nads.png"), "figures"), figure(root, d, "spectrum.png")],
-                {k: m[k] for k in ("n_networks", "half_agreement_top1", "half_agreement_top10",
-                                   "index_frequency_spearman", "autograd_vs_fd_top10") if k in m})
+    s = Section(
+        f"NADs of {arch}",
+        [need(figure(root, d, "nads.png"), "figures"), figure(root, d, "spectrum.png")],
+        {
+            k: m[k]
+            for k in (
+                "n_networks",
+                "half_agreement_top1",
+                "half_agreement_top10",
+                "index_frequency_spearman",
+                "autograd_vs_fd_top10",
+            )
+            if k in m
+        },
+    )
     if _pooled_cnn(arch):
         rho = m["index_frequency_spearman"]
-        s.claims.append(Claim("The NADs' Fourier energy moves outward with the index",
-                              f"Spearman ρ(index, radial frequency) = {rho:+.2f} over the first NADs", rho > 0.5))
+        s.claims.append(
+            Claim(
+                "The NADs' Fourier energy moves outward with the index",
+                f"Spearman ρ(index, radial frequency) = {rho:+.2f} over the first NADs",
+                rho > 0.5,
+            )
+        )
     return s
 
 
 def fourier_section(root: Path, arch: str) -> Section:
     d, t, m = sweep(root, arch, "fourier")
-    s = Section(f"{arch} on D(v), Fourier directions", [figure(root, d, "heatmap.png")],
-                {k: m[k] for k in ("n_directions", "mean_test_acc", "frac_test_acc_above_0.9")})
+    s = Section(
+        f"{arch} on D(v), Fourier directions",
+        [figure(root, d, "heatmap.png")],
+        {k: m[k] for k in ("n_directions", "mean_test_acc", "frac_test_acc_above_0.9")},
+    )
     acc = floats(t, "test_acc")
     k1, k2 = floats(t, "k1"), floats(t, "k2")
     spread = f"minimum test accuracy {np.nanmin(acc):.3f}, fraction above 0.9: {np.mean(acc > 0.9):.2f}"
     if not _pooled_cnn(arch):
-        text = "Logistic regression learns every direction" if arch == "logreg" else \
-            f"Without pooling, {arch} learns almost every direction"
+        text = (
+            "Logistic regression learns every direction"
+            if arch == "logreg"
+            else f"Without pooling, {arch} learns almost every direction"
+        )
         s.claims.append(Claim(text, spread, np.mean(acc > 0.9) >= 0.9))
     elif arch != "lenet":
-        s.claims.append(Claim(f"{arch} fails on some directions that logistic regression learns", spread,
-                              np.nanmin(acc) < 0.6))
+        s.claims.append(
+            Claim(f"{arch} fails on some directions that logistic regression learns", spread, np.nanmin(acc) < 0.6)
+        )
     else:
         kk1 = np.minimum(k1, 32 - k1)
         low = acc[(kk1 <= 4) & (k2 <= 4)]
         axis = acc[((kk1 == 0) & np.isin(k2, [8, 16])) | ((k2 == 0) & np.isin(kk1, [8, 16]))]
         if len(low) and len(axis):
-            s.claims.append(Claim(f"{arch} learns low frequencies but not ±8 and ±16 along an axis",
-                                  f"mean test accuracy {np.nanmean(low):.3f} at |k| ≤ 4, {np.nanmean(axis):.3f} "
-                                  f"at (±8, 0), (±16, 0), (0, 8), (0, 16)",
-                                  np.nanmean(low) - np.nanmean(axis) > 0.1 and np.nanmean(axis) < 0.6))
+            s.claims.append(
+                Claim(
+                    f"{arch} learns low frequencies but not ±8 and ±16 along an axis",
+                    f"mean test accuracy {np.nanmean(low):.3f} at |k| ≤ 4, {np.nanmean(axis):.3f} "
+                    f"at (±8, 0), (±16, 0), (0, 8), (0, 16)",
+                    np.nanmean(low) - np.nanmean(axis) > 0.1 and np.nanmean(axis) < 0.6,
+                )
+            )
     return s
 
 
@@ -71,33 +100,49 @@ def _pm(m: dict, key: str) -> str:
 
 def nad_sweep_section(root: Path, arch: str) -> Section:
     d, t, m = sweep(root, arch, "nad")
-    keys = ("n_directions", "mean_test_acc", "auc_learned_first", "auc_learned_first_sd", "last_learned_index",
-            "spearman_index_vs_test_acc", "spearman_index_vs_test_acc_sd")
+    keys = (
+        "n_directions",
+        "mean_test_acc",
+        "auc_learned_first",
+        "auc_learned_first_sd",
+        "last_learned_index",
+        "spearman_index_vs_test_acc",
+        "spearman_index_vs_test_acc_sd",
+    )
     s = Section(f"{arch} on D(u_i), its own NADs", [figure(root, d, "curve.png")], {k: m[k] for k in keys if k in m})
     if _pooled_cnn(arch):
         acc, auc = floats(t, "test_acc"), m["auc_learned_first"]
-        s.claims.append(Claim("Accuracy on D(u_i) falls with the NAD index i",
-                              f"a learned NAD (test accuracy ≥ {predict.LEARNED}) comes before one at chance: "
-                              f"AUC {_pm(m, 'auc_learned_first')}; learned up to u_{m['last_learned_index']}; "
-                              f"{acc[0]:.3f} at i = {t['index'][0]}, {acc[-1]:.3f} at i = {t['index'][-1]}",
-                              auc >= 0.9))
+        s.claims.append(
+            Claim(
+                "Accuracy on D(u_i) falls with the NAD index i",
+                f"a learned NAD (test accuracy ≥ {predict.LEARNED}) comes before one at chance: "
+                f"AUC {_pm(m, 'auc_learned_first')}; learned up to u_{m['last_learned_index']}; "
+                f"{acc[0]:.3f} at i = {t['index'][0]}, {acc[-1]:.3f} at i = {t['index'][-1]}",
+                auc >= 0.9,
+            )
+        )
     return s
 
 
 def predict_section(root: Path, arch: str) -> Section:
     d = root / "results/predict" / arch
     m = read_json(d / "metrics.json", f"predict@{arch}")
-    return Section(f"{arch}: learnability predicted from its NADs alone", [figure(root, d, "grid.png"), figure(root, d, "curve.png")],
-                   {"rule": m["rule"],
-                    "AUC of learned over chance directions, Fourier": _pm(m, "auc_fourier"),
-                    "AUC of learned over chance directions, NADs": _pm(m, "auc_nad"),
-                    "Spearman(score, test accuracy), Fourier directions": _pm(m, "spearman_fourier"),
-                    "Spearman(score, test accuracy), NADs": _pm(m, "spearman_nad")},
-                   note="Beyond the paper: a score per direction from the NAD estimate (nads/predict.py): "
-                        f"whether it puts the learned directions (test accuracy ≥ {predict.LEARNED}) before "
-                        "those at chance (AUC, the headline), and its rank correlation with the measured "
-                        "accuracies (Spearman, which also ranks the noise among directions at chance); mean ± "
-                        "sd over the sweep's seeds; NaN where there is nothing to rank.")
+    return Section(
+        f"{arch}: learnability predicted from its NADs alone",
+        [figure(root, d, "grid.png"), figure(root, d, "curve.png")],
+        {
+            "rule": m["rule"],
+            "AUC of learned over chance directions, Fourier": _pm(m, "auc_fourier"),
+            "AUC of learned over chance directions, NADs": _pm(m, "auc_nad"),
+            "Spearman(score, test accuracy), Fourier directions": _pm(m, "spearman_fourier"),
+            "Spearman(score, test accuracy), NADs": _pm(m, "spearman_nad"),
+        },
+        note="Beyond the paper: a score per direction from the NAD estimate (nads/predict.py): "
+        f"whether it puts the learned directions (test accuracy ≥ {predict.LEARNED}) before "
+        "those at chance (AUC, the headline), and its rank correlation with the measured "
+        "accuracies (Spearman, which also ranks the noise among directions at chance); mean ± "
+        "sd over the sweep's seeds; NaN where there is nothing to rank.",
+    )
 
 
 def poison_section(root: Path, arch: str) -> Section:
@@ -106,12 +151,19 @@ def poison_section(root: Path, arch: str) -> Section:
     clean = float(t["clean_test_acc"][0])
     acc = floats(t, "clean_test_acc")[1:]
     idx = t["nad_index"][1:]
-    s = Section(f"{arch} on CIFAR-10 with NAD carriers", [figure(root, d, "curve.png")],
-                {"clean baseline test acc": clean, **{f"test acc, carrier on NAD {i}": a for i, a in zip(idx, acc)}})
-    s.claims.append(Claim("A carrier on a top NAD is a shortcut that costs clean accuracy; one on a late NAD "
-                          "is ignored", f"clean test accuracy {clean:.3f} without carrier, {acc[0]:.3f} with it on "
-                          f"NAD {idx[0]}, {acc[-1]:.3f} on NAD {idx[-1]}",
-                          (clean - acc[0]) - (clean - acc[-1]) > 0.1))
+    s = Section(
+        f"{arch} on CIFAR-10 with NAD carriers",
+        [figure(root, d, "curve.png")],
+        {"clean baseline test acc": clean, **{f"test acc, carrier on NAD {i}": a for i, a in zip(idx, acc)}},
+    )
+    s.claims.append(
+        Claim(
+            "A carrier on a top NAD is a shortcut that costs clean accuracy; one on a late NAD is ignored",
+            f"clean test accuracy {clean:.3f} without carrier, {acc[0]:.3f} with it on "
+            f"NAD {idx[0]}, {acc[-1]:.3f} on NAD {idx[-1]}",
+            (clean - acc[0]) - (clean - acc[-1]) > 0.1,
+        )
+    )
     return s
 
 
@@ -119,52 +171,84 @@ def flip_section(root: Path, arch: str) -> Section:
     d = root / "results/flip" / arch
     m = read_json(d / "metrics.json", f"flip@{arch}")
     s = Section(f"{arch} on CIFAR-10 in the flipped NAD basis", [figure(root, d, "bars.png")], dict(m))
-    s.claims.append(Claim("Flipping the NAD basis (an orthogonal change that loses nothing) costs accuracy "
-                          "(the paper: 20 to 35 points)", f"{m['original_test_acc']:.3f} → "
-                          f"{m['flipped_test_acc']:.3f} ({100 * m['drop']:.1f} points)", m["drop"] > 0.05))
+    s.claims.append(
+        Claim(
+            "Flipping the NAD basis (an orthogonal change that loses nothing) costs accuracy "
+            "(the paper: 20 to 35 points)",
+            f"{m['original_test_acc']:.3f} → {m['flipped_test_acc']:.3f} ({100 * m['drop']:.1f} points)",
+            m["drop"] > 0.05,
+        )
+    )
     return s
 
 
 # How close this run must come to the published results for the report to call it a reproduction,
 # stated for the paper's scale: smaller profiles (fewer networks, samples, epochs) may fall outside.
-TOLERANCE = {"nads_agreement_top10": 0.9, "grid_pearson_r": 0.9, "grid_mean_abs_diff": 0.05,
-             "curve_mean_abs_diff": 0.05}
+TOLERANCE = {
+    "nads_agreement_top10": 0.9,
+    "grid_pearson_r": 0.9,
+    "grid_mean_abs_diff": 0.05,
+    "curve_mean_abs_diff": 0.05,
+}
 
 
 def compare_section(root: Path, arch: str) -> Section:
     d = root / "results/compare" / arch
     m = read_json(d / "metrics.json", f"compare@{arch}")
-    figures = [figure(root, d, f) for f in ("nads.png", "spectra.png", "grid.png", "curve.png")
-               if figure(root, d, f).exists()]
-    s = Section(f"Paper vs this run: {arch}", figures, dict(m),
-                note="Tolerances are stated for the paper's scale; a smaller profile may fall outside them.")
+    figures = [
+        figure(root, d, f) for f in ("nads.png", "spectra.png", "grid.png", "curve.png") if figure(root, d, f).exists()
+    ]
+    s = Section(
+        f"Paper vs this run: {arch}",
+        figures,
+        dict(m),
+        note="Tolerances are stated for the paper's scale; a smaller profile may fall outside them.",
+    )
     t = TOLERANCE
     if _pooled_cnn(arch):  # (logistic regression's NADs are unordered: any basis of a flat spectrum)
         agree = m["nads_agreement_top10"]
-        s.claims.append(Claim(f"The NADs are the published ones (top-10 subspace agreement ≥ "
-                              f"{t['nads_agreement_top10']})", f"top-1/10/100 agreement {m['nads_agreement_top1']:.2f}"
-                              f"/{agree:.2f}/{m['nads_agreement_top100']:.2f}", agree >= t["nads_agreement_top10"]))
+        s.claims.append(
+            Claim(
+                f"The NADs are the published ones (top-10 subspace agreement ≥ {t['nads_agreement_top10']})",
+                f"top-1/10/100 agreement {m['nads_agreement_top1']:.2f}/{agree:.2f}/{m['nads_agreement_top100']:.2f}",
+                agree >= t["nads_agreement_top10"],
+            )
+        )
     r, diff = m["grid_pearson_r"], m["grid_mean_abs_diff"]
     ok = diff <= t["grid_mean_abs_diff"] and (r != r or r >= t["grid_pearson_r"])  # r is NaN for a flat grid
-    s.claims.append(Claim(f"The Fourier grid is the published one (Pearson r ≥ {t['grid_pearson_r']} where the "
-                          f"grid varies, mean |Δ| ≤ {t['grid_mean_abs_diff']})",
-                          f"r = {r:.2f}, mean |Δ| = {diff:.3f} over {m['grid_n']} cells both have", ok))
+    s.claims.append(
+        Claim(
+            f"The Fourier grid is the published one (Pearson r ≥ {t['grid_pearson_r']} where the "
+            f"grid varies, mean |Δ| ≤ {t['grid_mean_abs_diff']})",
+            f"r = {r:.2f}, mean |Δ| = {diff:.3f} over {m['grid_n']} cells both have",
+            ok,
+        )
+    )
     if "curve_mean_abs_diff" in m:
         diff = m["curve_mean_abs_diff"]
         seen = f"mean |Δ| = {diff:.3f} over {m['curve_n']} indices{_spread(m, 'curve_')}"
         if "control_curve_mean_abs_diff" in m:
-            seen += (f"; the control (our training, published NADs): mean |Δ| = "
-                     f"{m['control_curve_mean_abs_diff']:.3f}{_spread(m, 'control_curve_')}")
-        s.claims.append(Claim(f"The NAD curve is the published one (mean |Δ| ≤ {t['curve_mean_abs_diff']})",
-                              seen, diff <= t["curve_mean_abs_diff"]))
+            seen += (
+                f"; the control (our training, published NADs): mean |Δ| = "
+                f"{m['control_curve_mean_abs_diff']:.3f}{_spread(m, 'control_curve_')}"
+            )
+        s.claims.append(
+            Claim(
+                f"The NAD curve is the published one (mean |Δ| ≤ {t['curve_mean_abs_diff']})",
+                seen,
+                diff <= t["curve_mean_abs_diff"],
+            )
+        )
     return s
 
 
 def _spread(m: dict, prefix: str) -> str:
     if f"{prefix}seed_sd" not in m:
         return ""
-    return (f" (seed sd {m[prefix + 'seed_sd']:.3f}; the published value within 2 sd at "
-            f"{m[prefix + 'frac_within_2sd']:.0%} of them)")
+    return (
+        f" (seed sd {m[prefix + 'seed_sd']:.3f}; the published value within 2 sd at "
+        f"{m[prefix + 'frac_within_2sd']:.0%} of them)"
+    )
 
 
 def build(root: Path, archs) -> list[Section]:
@@ -188,55 +272,87 @@ def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = Non
     counts of claims."""
     from . import atlas
 
-    pages = {"index.html": ("nads results", build(root, params["archs"]), "summary.md"),
-             "atlas.html": ("nads atlas: the architectures side by side",
-                            atlas.sections(root, params["archs"], out_dir / "atlas"), "atlas.md")}
+    pages = {
+        "index.html": ("nads results", build(root, params["archs"]), "summary.md"),
+        "atlas.html": (
+            "nads atlas: the architectures side by side",
+            atlas.sections(root, params["archs"], out_dir / "atlas"),
+            "atlas.md",
+        ),
+    }
     claims = [c for _, page, _ in pages.values() for s in page for c in s.claims]
     params_yaml = yaml.safe_dump(params.raw, sort_keys=False).strip()
     for name, (title, page, md_name) in pages.items():
         found = [c for s in page for c in s.claims]
         other = next(n for n in pages if n != name)
         software = ", ".join(f"{k} {v}" for k, v in (env or {}).items())
-        head = (f"profile {params.profile}, git commit {commit}; {sum(c.supported for c in found)} of {len(found)} "
-                f"claims supported; computed with {software or 'an unrecorded environment'}; see also",
-                pages[other][0], other, pages[other][2])
+        head = (
+            f"profile {params.profile}, git commit {commit}; {sum(c.supported for c in found)} of {len(found)} "
+            f"claims supported; computed with {software or 'an unrecorded environment'}; see also",
+            pages[other][0],
+            other,
+            pages[other][2],
+        )
         _write_page(title, head, params_yaml, page, out_dir, name, md_name)
     return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}
 
 
-def _write_page(title: str, head: tuple, params_yaml: str, sections: list, out_dir: Path, name: str,
-                md_name: str) -> None:
+def _write_page(
+    title: str, head: tuple, params_yaml: str, sections: list, out_dir: Path, name: str, md_name: str
+) -> None:
     """One self-contained HTML page (figures embedded) and its Markdown twin (figures linked);
     head: (text, the other page's title, its HTML and its Markdown file)."""
     text, link, link_html, link_md = head
     summary = "params.yaml this report was built from"
-    md = [f"# {title}", "", f"{text} [{link}]({link_md})", "", f"<details><summary>{summary}</summary>", "",
-          "```yaml", params_yaml, "```", "", "</details>", ""]
-    parts = [f"<h1>{html.escape(title)}</h1><p>{html.escape(text)} <a href='{link_html}'>{html.escape(link)}</a>"
-             f"</p><details><summary>{summary}</summary><pre>{html.escape(params_yaml)}</pre></details>"]
+    md = [
+        f"# {title}",
+        "",
+        f"{text} [{link}]({link_md})",
+        "",
+        f"<details><summary>{summary}</summary>",
+        "",
+        "```yaml",
+        params_yaml,
+        "```",
+        "",
+        "</details>",
+        "",
+    ]
+    parts = [
+        f"<h1>{html.escape(title)}</h1><p>{html.escape(text)} <a href='{link_html}'>{html.escape(link)}</a>"
+        f"</p><details><summary>{summary}</summary><pre>{html.escape(params_yaml)}</pre></details>"
+    ]
     for s in sections:
         md += [f"## {s.title}", "", *([s.note, ""] if s.note else [])]
         parts.append(f"<h2>{html.escape(s.title)}</h2>" + (f"<p>{html.escape(s.note)}</p>" if s.note else ""))
         for c in s.claims:
             mark = "supported" if c.supported else "NOT supported"
             md.append(f"- **{mark}** — {c.text}: {c.evidence}")
-            parts.append(f"<p class='{'ok' if c.supported else 'no'}'><b>{mark}</b> — {html.escape(c.text)}: "
-                         f"{html.escape(c.evidence)}</p>")
+            parts.append(
+                f"<p class='{'ok' if c.supported else 'no'}'><b>{mark}</b> — {html.escape(c.text)}: "
+                f"{html.escape(c.evidence)}</p>"
+            )
         if s.table:
-            md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in s.table.items()],
-                   ""]
-            parts.append("<table>" + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>"
-                                             for k, v in s.table.items()) + "</table>")
+            md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in s.table.items()], ""]
+            parts.append(
+                "<table>"
+                + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in s.table.items())
+                + "</table>"
+            )
         for f in s.figures:
             md.append(f"![{Path(f).name}]({os.path.relpath(f, out_dir)})")
             data = base64.b64encode(need(Path(f), "its stage").read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(Path(f).name)}' src='data:image/png;base64,{data}'>")
         md.append("")
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%;display:block;"
-             "margin:8px 0}.ok{color:#17702d}.no{color:#a31515}table{border-collapse:collapse}"
-             "td{border:1px solid #ccc;padding:2px 8px}")
-    doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-           f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n")
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%;display:block;"
+        "margin:8px 0}.ok{color:#17702d}.no{color:#a31515}table{border-collapse:collapse}"
+        "td{border:1px solid #ccc;padding:2px 8px}"
+    )
+    doc = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{style}</style></head><body>{''.join(parts)}</body></html>\n"
+    )
     with files.atomic_path(out_dir / name) as tmp:
         tmp.write_text(doc)
     with files.atomic_path(out_dir / md_name) as tmp:

@@ -12,6 +12,7 @@ Training jobs also keep their models, optimiser state and epoch
 once its outputs are in place. Results are bit-identical to an uninterrupted
 run: job results are stored exactly, training resumes exactly where it was.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,9 +24,9 @@ from pathlib import Path
 
 from .runtime import fingerprint
 
-_root: Path | None = None          # the stage's folder, in the driver
-_state: Path | None = None         # the current job's training-state prefix, in the process running it
-_trainings = 0                     # training runs started by the current job
+_root: Path | None = None  # the stage's folder, in the driver
+_state: Path | None = None  # the current job's training-state prefix, in the process running it
+_trainings = 0  # training runs started by the current job
 
 
 def checkpoint_seconds() -> float:
@@ -70,7 +71,7 @@ class JobStore:
 
     def save_prefix(self, n: int, acc, units: float) -> None:
         _save(self.folder / "prefix.pkl", (n, acc, units))
-        for f in self.folder.glob("job*"):   # folded in, or their training states
+        for f in self.folder.glob("job*"):  # folded in, or their training states
             if int(f.name[3:].split(".")[0]) < n:
                 f.unlink(missing_ok=True)
 

@@ -1,4 +1,5 @@
 """Where, with which seeds and in which arithmetic work runs: devices, per-item seeds, precision."""
+
 from __future__ import annotations
 
 import hashlib
@@ -65,10 +66,14 @@ def precision(mode: str, device: torch.device):
 def _tf32_flags() -> list:
     """(object, attribute, (off, on)) for TF32 in matrix products and cuDNN convolutions."""
     if hasattr(torch.backends.cudnn, "conv"):  # torch >= 2.9
-        return [(torch.backends.cuda.matmul, "fp32_precision", ("ieee", "tf32")),
-                (torch.backends.cudnn.conv, "fp32_precision", ("ieee", "tf32"))]
-    return [(torch.backends.cuda.matmul, "allow_tf32", (False, True)),
-            (torch.backends.cudnn, "allow_tf32", (False, True))]
+        return [
+            (torch.backends.cuda.matmul, "fp32_precision", ("ieee", "tf32")),
+            (torch.backends.cudnn.conv, "fp32_precision", ("ieee", "tf32")),
+        ]
+    return [
+        (torch.backends.cuda.matmul, "allow_tf32", (False, True)),
+        (torch.backends.cudnn, "allow_tf32", (False, True)),
+    ]
 
 
 def fingerprint() -> str:

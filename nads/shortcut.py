@@ -5,6 +5,7 @@ layer is linear, so its output is L(x0) ± s·L0(e_i): a few weights scattered
 into L(x0), not a convolution over 2D inputs. `nads.estimate.Engine` checks
 the shortcut against the plain forward before it uses it.
 """
+
 from __future__ import annotations
 
 import torch
@@ -54,12 +55,21 @@ class FirstLayerShortcut:
         from .models.layers import MaxPool2x2
 
         seen, outputs, pools = [], {}, []
-        hooks = [m.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, args)))
-                 for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-        hooks += [m.register_forward_hook(lambda mod, args, out, name=name: outputs.setdefault(name, out))
-                  for name, m in model.named_modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-        hooks += [m.register_forward_pre_hook(lambda mod, args, name=name: pools.append((name, args[0])))
-                  for name, m in model.named_modules() if isinstance(m, MaxPool2x2)]
+        hooks = [
+            m.register_forward_pre_hook(lambda mod, args, name=name: seen.append((name, args)))
+            for name, m in model.named_modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+        ]
+        hooks += [
+            m.register_forward_hook(lambda mod, args, out, name=name: outputs.setdefault(name, out))
+            for name, m in model.named_modules()
+            if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+        ]
+        hooks += [
+            m.register_forward_pre_hook(lambda mod, args, name=name: pools.append((name, args[0])))
+            for name, m in model.named_modules()
+            if isinstance(m, MaxPool2x2)
+        ]
         x = x0[None].clone()
         try:
             with torch.no_grad():
@@ -67,8 +77,11 @@ class FirstLayerShortcut:
         finally:
             for h in hooks:
                 h.remove()
-        raw = [(name, args[0].shape) for name, args in seen
-               if args and torch.is_tensor(args[0]) and args[0].data_ptr() == x.data_ptr()]
+        raw = [
+            (name, args[0].shape)
+            for name, args in seen
+            if args and torch.is_tensor(args[0]) and args[0].data_ptr() == x.data_ptr()
+        ]
         if len(raw) != 1 or sum(name == raw[0][0] for name, _ in seen) != 1:
             raise LookupError("no single linear first layer")
         name = raw[0][0]
@@ -97,12 +110,20 @@ class FirstLayerShortcut:
         y0 = (lo_y // 2).clamp(0, hp - ph)  # pooled window origin per e_i
         x0 = (lo_x // 2).clamp(0, wp - pw)
         a, b = torch.arange(2 * ph), torch.arange(2 * pw)
-        window = (torch.arange(c)[None, :, None, None] * h * w + (2 * y0[:, None, None, None] + a[:, None]) * w
-                  + 2 * x0[:, None, None, None] + b)                       # (n, c, 2ph, 2pw) into (c, h, w)
+        window = (
+            torch.arange(c)[None, :, None, None] * h * w
+            + (2 * y0[:, None, None, None] + a[:, None]) * w
+            + 2 * x0[:, None, None, None]
+            + b
+        )  # (n, c, 2ph, 2pw) into (c, h, w)
         local = o * (4 * ph * pw) + (y - 2 * y0[rows]) * (2 * pw) + (x - 2 * x0[rows])
         a, b = torch.arange(ph), torch.arange(pw)
-        cells = (torch.arange(c)[None, :, None, None] * hp * wp + (y0[:, None, None, None] + a[:, None]) * wp
-                 + x0[:, None, None, None] + b)                            # (n, c, ph, pw) into (c, hp, wp)
+        cells = (
+            torch.arange(c)[None, :, None, None] * hp * wp
+            + (y0[:, None, None, None] + a[:, None]) * wp
+            + x0[:, None, None, None]
+            + b
+        )  # (n, c, ph, pw) into (c, hp, wp)
         return rows, local, wid, window, cells.reshape(n, -1)
 
     def layer_outputs(self, layer, x0, step: float, chunk: int) -> torch.Tensor:
@@ -122,7 +143,7 @@ class FirstLayerShortcut:
         n, c = len(window), self.out_shape[0]
         base = layer(x0.reshape(1, *self.in_shape[1:]))
         pooled = pool(base).reshape(1, -1)
-        win = base.reshape(-1)[window.repeat(2, 1, 1, 1)]                  # (2n, c, 2ph, 2pw)
+        win = base.reshape(-1)[window.repeat(2, 1, 1, 1)]  # (2n, c, 2ph, 2pw)
         delta = (step * layer.weight.reshape(-1)[wid]).to(win.dtype)
         win.view(2 * n, -1).index_put_((rows, local), delta, accumulate=True)
         win.view(2 * n, -1).index_put_((rows + n, local), -delta, accumulate=True)

@@ -1,4 +1,5 @@
 """Frequency content of patterns: how a NAD's energy spreads in the Fourier plane."""
+
 from __future__ import annotations
 
 import numpy as np

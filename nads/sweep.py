@@ -1,4 +1,5 @@
 """Direction sweeps: train one classifier per direction v on D(v), K at a time."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -30,9 +31,18 @@ def direction_batches(z: torch.Tensor, y: torch.Tensor, directions: torch.Tensor
     return batches
 
 
-def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule, device: str = "auto",
-          models_per_batch: int | None = None, executor: str | Executor = "local",
-          progress: str | None = None, log: Log | None = None, name: str = "directions") -> dict:
+def sweep(
+    arch: str,
+    bank: NoiseBank,
+    directions: np.ndarray,
+    schedule: Schedule,
+    device: str = "auto",
+    models_per_batch: int | None = None,
+    executor: str | Executor = "local",
+    progress: str | None = None,
+    log: Log | None = None,
+    name: str = "directions",
+) -> dict:
     """Train `arch` on D(v) for every row v of `directions`.
 
     Returns {"test_acc", "train_acc"} arrays (K,) with NaN for a diverged
@@ -67,9 +77,18 @@ def sweep(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule
     return out
 
 
-def sweep_seeds(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Schedule, seeds: int = 1,
-                device: str = "auto", models_per_batch: int | None = None, executor: str | Executor = "local",
-                progress: str | None = None, log: Log | None = None) -> dict:
+def sweep_seeds(
+    arch: str,
+    bank: NoiseBank,
+    directions: np.ndarray,
+    schedule: Schedule,
+    seeds: int = 1,
+    device: str = "auto",
+    models_per_batch: int | None = None,
+    executor: str | Executor = "local",
+    progress: str | None = None,
+    log: Log | None = None,
+) -> dict:
     """`sweep` repeated on `seeds` replicates: replicate r draws its noise bank from
     bank.seed + r and its initialisations and batch order from schedule.seed + r
     (so replicate 0 is the plain sweep, and a run of seed s + r is replicate r of seed s).
@@ -82,17 +101,32 @@ def sweep_seeds(arch: str, bank: NoiseBank, directions: np.ndarray, schedule: Sc
     runs = []
     for r in range(seeds):
         label = progress if progress is None or seeds == 1 else f"{progress} seed {r + 1}/{seeds}"
-        runs.append(sweep(arch, bank.replicate(r), directions, dataclasses.replace(schedule, seed=schedule.seed + r),
-                          device, models_per_batch, executor, label, log,
-                          "directions" if seeds == 1 else f"directions_seed{r}"))
+        runs.append(
+            sweep(
+                arch,
+                bank.replicate(r),
+                directions,
+                dataclasses.replace(schedule, seed=schedule.seed + r),
+                device,
+                models_per_batch,
+                executor,
+                label,
+                log,
+                "directions" if seeds == 1 else f"directions_seed{r}",
+            )
+        )
     if seeds == 1:
         return runs[0]
     test = np.stack([run["test_acc"] for run in runs])
     with warnings.catch_warnings():  # a direction every replicate diverged on: NaN, said by n_diverged
         warnings.simplefilter("ignore", RuntimeWarning)
-        out = {"test_acc": np.nanmean(test, 0), "train_acc": np.nanmean([run["train_acc"] for run in runs], 0),
-               "test_acc_sd": np.nanstd(test, 0, ddof=1), "test_acc_min": np.nanmin(test, 0),
-               "test_acc_max": np.nanmax(test, 0)}
+        out = {
+            "test_acc": np.nanmean(test, 0),
+            "train_acc": np.nanmean([run["train_acc"] for run in runs], 0),
+            "test_acc_sd": np.nanstd(test, 0, ddof=1),
+            "test_acc_min": np.nanmin(test, 0),
+            "test_acc_max": np.nanmax(test, 0),
+        }
     return out | {f"test_acc_seed{r}": t for r, t in enumerate(test)}
 
 
@@ -105,5 +139,7 @@ def train_group(common, ids) -> dict:
     c, h, _ = bank.shape
     models = [init_model(arch, i, schedule, c, 2, h) for i in ids]
     trained = train_batched(models, direction_batches(z_train, y_train, v, bank), len(z_train), schedule, dev)
-    return {"test_acc": trained.accuracy(direction_batches(z_test, y_test, v, bank), len(z_test)).cpu().numpy(),
-            "train_acc": trained.accuracy(direction_batches(z_train, y_train, v, bank), len(z_train)).cpu().numpy()}
+    return {
+        "test_acc": trained.accuracy(direction_batches(z_test, y_test, v, bank), len(z_test)).cpu().numpy(),
+        "train_acc": trained.accuracy(direction_batches(z_train, y_train, v, bank), len(z_train)).cpu().numpy(),
+    }

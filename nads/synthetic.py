@@ -6,6 +6,7 @@ The noise is drawn once as z ~ N(0, I) and shared by every direction (common
 random numbers). With w = sigma * (z - (z.v) v), each direction's data set is
 a rank-one change of the same bank:  x = sigma * z + (eps * y - sigma * z.v) v.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -36,8 +37,16 @@ class NoiseBank:
         distribution and sizes, independent noise)."""
         if r == 0:
             return self
-        return draw_noise_bank(Synthetic(input_shape=self.shape, epsilon=self.epsilon, sigma=self.sigma,
-                                         n_train=len(self.y_train), n_test=len(self.y_test), seed=self.seed + r))
+        return draw_noise_bank(
+            Synthetic(
+                input_shape=self.shape,
+                epsilon=self.epsilon,
+                sigma=self.sigma,
+                n_train=len(self.y_train),
+                n_test=len(self.y_test),
+                seed=self.seed + r,
+            )
+        )
 
     def split(self, name: str):
         if name not in ("train", "test"):
@@ -60,8 +69,8 @@ def directional_samples(z, y, v, epsilon: float, sigma: float):
     exactly eps*y; the orthogonal part is sigma times the orthogonal part of z.
     """
     many = v[None] if v.ndim == 1 else v
-    coef = epsilon * y[None, :] - sigma * (many @ z.T)          # (K, n)
-    x = sigma * z[None] + coef[..., None] * many[:, None, :]    # (K, n, D)
+    coef = epsilon * y[None, :] - sigma * (many @ z.T)  # (K, n)
+    x = sigma * z[None] + coef[..., None] * many[:, None, :]  # (K, n, D)
     return x[0] if v.ndim == 1 else x
 
 
@@ -97,11 +106,19 @@ def write_bank(out_dir, cfg: Synthetic):
             z, y = bank.split(split)
             files.save_npy(tmp / f"noise_{split}.npy", z)
             files.save_npy(tmp / f"labels_{split}.npy", y)
-        files.write_json(tmp / "meta.json", {
-            "input_shape": list(cfg.input_shape), "epsilon": cfg.epsilon, "sigma": cfg.sigma,
-            "n_train": cfg.n_train, "n_test": cfg.n_test, "seed": cfg.seed,
-            "fourier_stride": cfg.fourier_stride, "n_fourier": len(freqs),
-        })
+        files.write_json(
+            tmp / "meta.json",
+            {
+                "input_shape": list(cfg.input_shape),
+                "epsilon": cfg.epsilon,
+                "sigma": cfg.sigma,
+                "n_train": cfg.n_train,
+                "n_test": cfg.n_test,
+                "seed": cfg.seed,
+                "fourier_stride": cfg.fourier_stride,
+                "n_fourier": len(freqs),
+            },
+        )
     # Check the construction on the first Fourier direction: projection is
     # exactly +-eps, orthogonal noise has standard deviation sigma.
     x, y = bank.samples(directions[0], "train")
@@ -109,14 +126,18 @@ def write_bank(out_dir, cfg: Synthetic):
     proj = x @ directions[0]
     resid = x - proj[:, None] * directions[0][None, :]
     dim = x.shape[1]
-    return {
-        "n_fourier_directions": int(len(freqs)),
-        "n_train": cfg.n_train,
-        "n_test": cfg.n_test,
-        "max_projection_error": float(np.abs(proj - cfg.epsilon * y).max()),
-        "noise_std_orthogonal": float(np.sqrt((resid.astype(np.float64) ** 2).sum() / (len(y) * (dim - 1)))),
-        "label_balance_train": float((y > 0).mean()),
-    }, freqs, directions
+    return (
+        {
+            "n_fourier_directions": int(len(freqs)),
+            "n_train": cfg.n_train,
+            "n_test": cfg.n_test,
+            "max_projection_error": float(np.abs(proj - cfg.epsilon * y).max()),
+            "noise_std_orthogonal": float(np.sqrt((resid.astype(np.float64) ** 2).sum() / (len(y) * (dim - 1)))),
+            "label_balance_train": float((y > 0).mean()),
+        },
+        freqs,
+        directions,
+    )
 
 
 def load_bank(data_dir) -> tuple[NoiseBank, np.ndarray, np.ndarray]:
@@ -131,6 +152,7 @@ def load_bank(data_dir) -> tuple[NoiseBank, np.ndarray, np.ndarray]:
         return files.load_npy(data_dir / f"{name}.npy", f"dvc checkout {data_dir} (or dvc repro -f synthetic)")
 
     arrays = {f"{k}_{s}": load(f"{n}_{s}") for k, n in (("z", "noise"), ("y", "labels")) for s in ("train", "test")}
-    bank = NoiseBank(**arrays, epsilon=meta["epsilon"], sigma=meta["sigma"], shape=tuple(meta["input_shape"]),
-                     seed=meta["seed"])
+    bank = NoiseBank(
+        **arrays, epsilon=meta["epsilon"], sigma=meta["sigma"], shape=tuple(meta["input_shape"]), seed=meta["seed"]
+    )
     return bank, load("fourier_freqs"), load("fourier_directions")

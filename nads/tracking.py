@@ -17,6 +17,7 @@ code) as MLflow dataset inputs, each with its DVC hash as digest, and samples
 the machine's CPU, memory, disk, network (and GPU with nvidia-ml-py) as
 `system/...` metrics.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -78,6 +79,7 @@ class StoreError(InputError):
 
 def check_store(uri: str, timeout: float = 5.0) -> None:
     """Fail in one line, in at most `timeout` seconds, if the store at `uri` cannot take a run."""
+
     def fail(why: str):
         raise StoreError(f"MLflow tracking store {uri}: {why}; fix it, or set MLFLOW_TRACKING_URI to another store")
 
@@ -88,7 +90,7 @@ def check_store(uri: str, timeout: float = 5.0) -> None:
             fail(f"no answer within {timeout:g} s ({getattr(e, 'reason', None) or e})")
         return
     if uri.startswith("sqlite:///"):
-        db = Path(uri[len("sqlite:///"):])
+        db = Path(uri[len("sqlite:///") :])
         if not db.parent.is_dir():  # SQLite creates the file, never its folder
             fail(f"no folder {db.parent}")
         if db.exists() and not os.access(db, os.W_OK) or not os.access(db.parent, os.W_OK | os.X_OK):
@@ -152,8 +154,9 @@ def _dvc_hash(path: Path, root: Path) -> str:
     from dvc_objects.fs.memory import MemoryFileSystem
 
     fs = LocalFileSystem()
-    _, _, obj = build(HashFileDB(MemoryFileSystem(), "/"), str(path), fs, "md5",
-                      ignore=DvcIgnoreFilter(fs, str(root)), dry_run=True)
+    _, _, obj = build(
+        HashFileDB(MemoryFileSystem(), "/"), str(path), fs, "md5", ignore=DvcIgnoreFilter(fs, str(root)), dry_run=True
+    )
     return obj.hash_info.value
 
 
@@ -172,6 +175,7 @@ def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
     The hash is the one dvc.lock holds for the upstream stage's out, which `dvc repro` has
     just written or checked; a dep that is no stage's out (a folder of several stages' outs)
     or whose size no longer matches is hashed here as DVC does."""
+
     def load(name: str) -> dict:
         return yaml.load((root / name).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
 
@@ -229,12 +233,16 @@ class StageRun:
         except Exception as e:  # noqa: BLE001 - any store failure: the outputs matter, not the log
             self.lost = True
             first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            print(f"warning: MLflow tracking store {self.uri} failed ({type(e).__name__}: {first}); "
-                  "this run's log is incomplete, the stage's outputs are not affected", file=sys.stderr)
+            print(
+                f"warning: MLflow tracking store {self.uri} failed ({type(e).__name__}: {first}); "
+                "this run's log is incomplete, the stage's outputs are not affected",
+                file=sys.stderr,
+            )
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
-        numeric = {k: float(v) for k, v in flatten(metrics).items()
-                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numeric = {
+            k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         self._try(self._mlflow.log_metrics, numeric, step=step)
 
     def log_artifacts(self, *paths, subdir: str | None = None) -> None:
@@ -250,8 +258,7 @@ class StageRun:
         from mlflow.data.sources import LocalArtifactDatasetSource
 
         for path, digest, producer in inputs:
-            dataset = MetaDataset(LocalArtifactDatasetSource(Path(path).absolute().as_uri()), name=path,
-                                  digest=digest)
+            dataset = MetaDataset(LocalArtifactDatasetSource(Path(path).absolute().as_uri()), name=path, digest=digest)
             self._try(self._mlflow.log_input, dataset, tags={"dvc_stage": producer} if producer else None)
 
     def watch_system(self) -> None:
@@ -263,8 +270,9 @@ class StageRun:
 
             # Its info lines, and its warning when the store is gone (ours says so already).
             logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
-            self._monitor = SystemMetricsMonitor(self.run.info.run_id, sampling_interval=SAMPLE_S,
-                                                 samples_before_logging=SAMPLES, tracking_uri=self.uri)
+            self._monitor = SystemMetricsMonitor(
+                self.run.info.run_id, sampling_interval=SAMPLE_S, samples_before_logging=SAMPLES, tracking_uri=self.uri
+            )
             self._monitor.start()
         except Exception:  # noqa: BLE001 - no system metrics; the run goes on
             self._monitor = None
@@ -331,8 +339,14 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
     artifacts = None if os.environ.get("MLFLOW_TRACKING_URI") else (root / "mlartifacts").as_uri()
     mlflow.set_tracking_uri(uri)
     name = os.environ.get("DVC_STAGE", label or stage)
-    tags = {"git_commit": git_commit(root), "profile": profile, "stage": stage, "dvc_stage": name,
-            "host": socket.gethostname(), "pid": str(os.getpid())}
+    tags = {
+        "git_commit": git_commit(root),
+        "profile": profile,
+        "stage": stage,
+        "dvc_stage": name,
+        "host": socket.gethostname(),
+        "pid": str(os.getpid()),
+    }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     tags.update({f"env.{k}": v for k, v in environment.record().items()})
@@ -341,8 +355,10 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         end_orphans(mlflow.MlflowClient(), experiment)
         run = StageRun(mlflow, mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags), uri)
     except Exception as e:  # noqa: BLE001 - the store passed check_store but still refuses: say so in one line
-        raise StoreError(f"MLflow tracking store {uri}: cannot start a run ({type(e).__name__}: "
-                         f"{(str(e).strip().splitlines() or [''])[0][:200]})") from None
+        raise StoreError(
+            f"MLflow tracking store {uri}: cannot start a run ({type(e).__name__}: "
+            f"{(str(e).strip().splitlines() or [''])[0][:200]})"
+        ) from None
     try:
         run.watch_system()
         run._try(mlflow.log_params, {k: str(v) for k, v in flatten(params).items()})
@@ -351,8 +367,11 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
                 inputs = data_inputs(Path.cwd(), os.environ["DVC_STAGE"])  # (cwd: the stage's workspace)
             except Exception as e:  # noqa: BLE001 - the log of the inputs, never the stage
                 inputs = []
-                print(f"warning: {name}: could not list its data inputs ({type(e).__name__}: {e}); "
-                      "its MLflow run shows none", file=sys.stderr)
+                print(
+                    f"warning: {name}: could not list its data inputs ({type(e).__name__}: {e}); "
+                    "its MLflow run shows none",
+                    file=sys.stderr,
+                )
             run.log_inputs(inputs)
         yield run
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ Data comes from a `batches(step_indices) -> (x (K, B, ...), y (K, B))`
 callable, so the same engine serves the synthetic sweeps (K directions) and
 CIFAR-10 poisoning (K poisoned training sets).
 """
+
 from __future__ import annotations
 
 import copy
@@ -24,8 +25,8 @@ import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state, vmap
 from tqdm.auto import tqdm
 
-from .config import Schedule
 from . import resume
+from .config import Schedule
 from .models import get_model
 from .progress import advance
 from .runtime import item_seed, precision
@@ -37,15 +38,16 @@ def batch_order(schedule: Schedule, epoch: int, n: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def init_model(arch: str, model_id: int, schedule: Schedule, in_channels: int, num_classes: int,
-               input_size: int) -> torch.nn.Module:
+def init_model(
+    arch: str, model_id: int, schedule: Schedule, in_channels: int, num_classes: int, input_size: int
+) -> torch.nn.Module:
     """Model `model_id` of a run: its own seeded default initialisation."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(item_seed(schedule.seed, model_id))
         return get_model(arch, in_channels, num_classes, input_size)
 
 
-Batches = Callable[[torch.Tensor], tuple]   # indices (B,) -> (x (K, B, ...), y (K, B))
+Batches = Callable[[torch.Tensor], tuple]  # indices (B,) -> (x (K, B, ...), y (K, B))
 
 
 @dataclass
@@ -55,7 +57,7 @@ class Trained:
     params: dict
     buffers: dict
     skeleton: torch.nn.Module
-    diverged: torch.Tensor     # (K,) bool: non-finite loss or parameters
+    diverged: torch.Tensor  # (K,) bool: non-finite loss or parameters
     precision: str = "float32"
 
     @torch.no_grad()
@@ -78,9 +80,15 @@ class Trained:
         return torch.where(self.diverged.to(acc.device), torch.nan, acc)
 
 
-def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedule, device,
-                  progress: str | None = None,
-                  on_epoch: Callable[[int, Trained, dict], None] | None = None) -> Trained:
+def train_batched(
+    models: list,
+    batches: Batches,
+    n_train: int,
+    schedule: Schedule,
+    device,
+    progress: str | None = None,
+    on_epoch: Callable[[int, Trained, dict], None] | None = None,
+) -> Trained:
     """Train `models` (same architecture) as one computation; model k sees batches(idx)[.][k].
 
     Returns the trained models; `diverged` flags any whose loss became
@@ -103,16 +111,22 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
 
     k = len(models)
     total = schedule.epochs * schedule.steps_per_epoch(n_train)
-    state = {"epoch": 0, "step": 0, "params": params, "buffers": buffers,
-             "momentum": {} if schedule.momentum else None,
-             "diverged": torch.zeros(k, dtype=torch.bool, device=device)}
+    state = {
+        "epoch": 0,
+        "step": 0,
+        "params": params,
+        "buffers": buffers,
+        "momentum": {} if schedule.momentum else None,
+        "diverged": torch.zeros(k, dtype=torch.bool, device=device),
+    }
     state_file = resume.training_state()
     if state_file is not None and state_file.exists():
         state = _load_state(state_file, state, device)
         advance(k * state["step"] / total)
     params, buffers, momentum, diverged = (state[n] for n in ("params", "buffers", "momentum", "diverged"))
-    bar = tqdm(total=total, initial=state["step"], desc=progress, unit="step", disable=progress is None,
-               mininterval=2.0)
+    bar = tqdm(
+        total=total, initial=state["step"], desc=progress, unit="step", disable=progress is None, mininterval=2.0
+    )
     step, saved_at = state["step"], time.monotonic()
     for epoch in range(state["epoch"], schedule.epochs):
         loss_sum = torch.zeros(k, device=device)
@@ -134,10 +148,16 @@ def train_batched(models: list, batches: Batches, n_train: int, schedule: Schedu
             bar.update()
             advance(k / total)
         if on_epoch is not None:
-            on_epoch(epoch, _trained(params, buffers, skeleton, diverged, schedule.precision),
-                     {"train_loss": loss_sum / batches_seen, "train_acc": correct / seen})
-        if state_file is not None and epoch + 1 < schedule.epochs and \
-                time.monotonic() - saved_at >= resume.checkpoint_seconds():
+            on_epoch(
+                epoch,
+                _trained(params, buffers, skeleton, diverged, schedule.precision),
+                {"train_loss": loss_sum / batches_seen, "train_acc": correct / seen},
+            )
+        if (
+            state_file is not None
+            and epoch + 1 < schedule.epochs
+            and time.monotonic() - saved_at >= resume.checkpoint_seconds()
+        ):
             _save_state(state_file, {**state, "epoch": epoch + 1, "step": step})
             saved_at = time.monotonic()
     bar.close()
@@ -151,8 +171,11 @@ def _step_rng(schedule: Schedule, step: int, device):
     before in the process, and a resumed run draws what the uninterrupted one would have."""
     device = torch.device(device)
     # The device's generator alone: torch.manual_seed (every device) costs ~0.1 ms a step.
-    gen = torch.default_generator if device.type == "cpu" else \
-        torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    gen = (
+        torch.default_generator
+        if device.type == "cpu"
+        else torch.cuda.default_generators[device.index if device.index is not None else torch.cuda.current_device()]
+    )
     state = gen.get_state()
     gen.manual_seed(item_seed(schedule.seed, 2_000_000, step))
     try:
@@ -226,8 +249,9 @@ def train_sequential(model: torch.nn.Module, batches: Batches, n_train: int, sch
     """The plain loop for one model (batches return K = 1): torch.optim.SGD,
     clip_grad_norm_, LambdaLR. The reference for `train_batched`."""
     model = model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum,
-                          weight_decay=schedule.weight_decay)
+    opt = torch.optim.SGD(
+        model.parameters(), lr=schedule.lr, momentum=schedule.momentum, weight_decay=schedule.weight_decay
+    )
     total = schedule.epochs * schedule.steps_per_epoch(n_train)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0 - s / total)
     for epoch in range(schedule.epochs):

@@ -1,4 +1,5 @@
 """Stage `cifar10`: the fetched CIFAR-10 (any supported form) -> one cached format."""
+
 import numpy as np
 
 from nads.datasets import load_raw
@@ -10,10 +11,13 @@ def main() -> None:
         data = load_raw("data/raw/cifar10")
         data.save(st.folder("data") / "cifar10")
         results = st.folder("results/cifar10")
-        metrics = {"n_train": len(data.y_train), "n_test": len(data.y_test),
-                   "train_per_class_min": int(np.bincount(data.y_train, minlength=10).min()),
-                   "test_per_class_min": int(np.bincount(data.y_test, minlength=10).min()),
-                   "train_mean_pixel": float(data.x_train.mean() / 255)}
+        metrics = {
+            "n_train": len(data.y_train),
+            "n_test": len(data.y_test),
+            "train_per_class_min": int(np.bincount(data.y_train, minlength=10).min()),
+            "test_per_class_min": int(np.bincount(data.y_test, minlength=10).min()),
+            "train_mean_pixel": float(data.x_train.mean() / 255),
+        }
         st.finish(metrics, results / "metrics.json")
 
 

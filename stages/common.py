@@ -9,6 +9,7 @@ with status 130, the previous outputs in place and the MLflow run KILLED.
 Finished jobs are kept in .nads/partial/<stage> until the outputs are in place,
 so a rerun after an interruption continues where it stopped (nads/resume.py).
 """
+
 from __future__ import annotations
 
 import signal
@@ -17,13 +18,11 @@ from contextlib import contextmanager
 from functools import cached_property
 from pathlib import Path
 
-
 from nads import config, environment, errors, files, portable, resume, tracking
 from nads.executor import make_executor
 from nads.models import probe_model
 
-
-PARTIAL = Path(".nads/partial")   # resumable work of interrupted stages (not a DVC output)
+PARTIAL = Path(".nads/partial")  # resumable work of interrupted stages (not a DVC output)
 
 
 class Stage:
@@ -32,7 +31,7 @@ class Stage:
     def __init__(self, name: str, params: config.Params, outputs: files.OutputSet, run: tracking.StageRun):
         self.params = params
         self.run = run
-        self.cfg = params.sections.get(name)   # the stage's own section (None for the report)
+        self.cfg = params.sections.get(name)  # the stage's own section (None for the report)
         self._outputs = outputs
         self._log: list = []
 
@@ -86,8 +85,9 @@ def stage(name: str, label: str | None = None, all_params: bool = False, archs: 
         section = params.sections.get(name)
         arch, listed = logged.get("arch"), archs or name
         if arch is not None and arch not in getattr(params["archs"], listed):  # run by hand with another one
-            raise errors.ParamError(f"archs.{listed} = {list(getattr(params['archs'], listed))}: "
-                                    f"{arch!r} is not one of them")
+            raise errors.ParamError(
+                f"archs.{listed} = {list(getattr(params['archs'], listed))}: {arch!r} is not one of them"
+            )
         own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
         logged = {**own, **logged, "executor": params.executor, "device": params.device}
         with tracking.stage_run(name, logged, params.profile, label) as run:

@@ -7,6 +7,7 @@ machine is committed. Without the variable, a copy fetched before is kept (a
 code change reruns this stage: it must not re-download); with none, the input
 is downloaded from its original release.
 """
+
 import os
 import sys
 from pathlib import Path

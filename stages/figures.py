@@ -4,6 +4,7 @@ Light on purpose: a change of style redraws here, in seconds, and reruns no
 computation. Its MLflow run holds every figure, with the data files it drew from
 (results/figures/inputs.json: path -> sha256; the run's dataset inputs: their DVC hashes).
 """
+
 from pathlib import Path
 
 from nads import figures, files

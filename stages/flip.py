@@ -1,4 +1,5 @@
 """Stage `flip@<arch>`: train on CIFAR-10 and on CIFAR-10 in the reversed NAD basis."""
+
 import sys
 from pathlib import Path
 
@@ -12,9 +13,17 @@ def main(arch: str) -> None:
         cfg = st.cfg
         check_model(arch, 3, 10, 32, "flip")
         nads, _ = load_nads(arch)
-        result = flipped(arch, Cifar10.load("data/cifar10"), nads, cfg.schedule(), cfg.n_train, st.params.device,
-                         st.executor,
-                         progress=f"flip {arch}", log=st.log_step)
+        result = flipped(
+            arch,
+            Cifar10.load("data/cifar10"),
+            nads,
+            cfg.schedule(),
+            cfg.n_train,
+            st.params.device,
+            st.executor,
+            progress=f"flip {arch}",
+            log=st.log_step,
+        )
         result["drop"] = result["original_test_acc"] - result["flipped_test_acc"]
         out = st.folder(Path("results/flip") / arch)
         st.finish(result, out / "metrics.json")

@@ -1,4 +1,5 @@
 """Stage `nads@<arch>`: the NADs of one architecture and their spectrum (figures: stage figures)."""
+
 import sys
 from pathlib import Path
 
@@ -7,15 +8,24 @@ from nads.estimate import AGREEMENT_K, estimate_nads, subspace_agreement
 from nads.spectral import index_frequency_correlation
 from stages.common import check_model, stage
 
+
 def main(arch: str) -> None:
     with stage("nads", f"nads@{arch}", arch=arch) as st:
         cfg = st.cfg
         c, h, _ = cfg.input_shape
         check_model(arch, c, 1, h, "nads")
         out = st.folder(Path("results/nads") / arch)
-        common = dict(arch=arch, input_shape=cfg.input_shape, n_networks=cfg.n_networks,
-                      step=cfg.step, seed=cfg.seed, device=st.params.device, precision=cfg.precision,
-                      executor=st.executor, log=st.log_step)
+        common = dict(
+            arch=arch,
+            input_shape=cfg.input_shape,
+            n_networks=cfg.n_networks,
+            step=cfg.step,
+            seed=cfg.seed,
+            device=st.params.device,
+            precision=cfg.precision,
+            executor=st.executor,
+            log=st.log_step,
+        )
         result = estimate_nads(estimator=cfg.estimator, progress=True, **common)
         metrics = dict(result.diagnostics)
         rank = metrics["rank"]
@@ -27,7 +37,8 @@ def main(arch: str) -> None:
                 if k <= len(result.nads):
                     metrics[f"autograd_vs_fd_top{k}"] = subspace_agreement(result.nads, other.nads, k)
             metrics["autograd_index_frequency_spearman"] = index_frequency_correlation(
-                other.nads, cfg.input_shape, min(rank, 500))
+                other.nads, cfg.input_shape, min(rank, 500)
+            )
 
         files.save_npy(out / "nads.npy", result.nads)
         files.save_npy(out / "eigenvalues.npy", result.eigenvalues)

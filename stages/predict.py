@@ -5,6 +5,7 @@ NAD the sweeps measured; the Spearman correlation of score and test accuracy per
 family says how well the NADs alone rank what the network learns. The headline is the AUC
 of learned over chance directions, mean and spread over the sweep's seeds: the Spearman
 correlation also ranks the noise among directions at chance."""
+
 import sys
 import time
 from pathlib import Path
@@ -38,10 +39,15 @@ def main(arch: str) -> None:
         metrics = {"rule": RULE, "n_fourier": len(fourier), "n_nad": len(along)}
         for family, score, table in (("fourier", fourier, grid), ("nad", along, curve)):
             agree = predict.agreement_over_seeds(score, predict.replicates(table))
-            metrics.update({k.replace("_sd", "") + f"_{family}" + ("_sd" if k.endswith("_sd") else ""): v
-                            for k, v in agree.items()})   # auc_nad, auc_nad_sd, ...
-        files.write_csv(out / "fourier.csv", {"k1": freqs[:, 0], "k2": freqs[:, 1], "score": fourier,
-                                              "test_acc": measured})
+            metrics.update(
+                {
+                    k.replace("_sd", "") + f"_{family}" + ("_sd" if k.endswith("_sd") else ""): v
+                    for k, v in agree.items()
+                }
+            )  # auc_nad, auc_nad_sd, ...
+        files.write_csv(
+            out / "fourier.csv", {"k1": freqs[:, 0], "k2": freqs[:, 1], "score": fourier, "test_acc": measured}
+        )
         files.write_csv(out / "nad.csv", {"index": indices, "score": along, "test_acc": on_nads})
         st.finish(metrics, out / "metrics.json", out / "fourier.csv", out / "nad.csv")
         st.log({"timing.fourier_seconds": seconds})  # MLflow only: not reproducible

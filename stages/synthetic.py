@@ -1,4 +1,5 @@
 """Stage `synthetic`: the Fourier direction bank and the shared noise bank of D(v)."""
+
 from nads import synthetic
 from stages.common import stage
 

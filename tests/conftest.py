@@ -12,8 +12,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def project_files() -> list[str]:
     """What a clone of the project holds: git's files (committed or about to be), none it ignores."""
-    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                         capture_output=True, text=True, check=True).stdout.split("\n")
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\n")
     return [f for f in out if f and (ROOT / f).is_file()]
 
 
@@ -21,8 +26,9 @@ def run(cmd, cwd, env=None, check=True):
     """Run a command; on failure show its output (the point of a pipeline test)."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n"
-                             f"--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+        )
     return proc
 
 
@@ -32,8 +38,9 @@ class Repo:
     def __init__(self, path: Path, remote: Path):
         self.path = path
         self.remote = remote
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE", "CIFAR10")}
+        self.env = {
+            k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE", "CIFAR10")
+        }
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
 
     def dvc(self, *args, check=True):
@@ -59,20 +66,22 @@ class Repo:
         return f"sqlite:///{self.path / 'mlflow.db'}"
 
 
-TINY = {"synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8},
-        "nads": {"n_networks": 6},
-        "sweep": {"epochs": 1},
-        "nad_sweep": {"indices": [0, 1, 5, 1000], "seeds": 2},
-        "poison": {"epochs": 1, "nad_indices": [0, 1000]},
-        "flip": {"epochs": 1},
-        "archs": {"compare": []}}   # the published results are not part of the repository (tests/test_compare.py)
+TINY = {
+    "synthetic": {"n_train": 200, "n_test": 100, "fourier_stride": 8},
+    "nads": {"n_networks": 6},
+    "sweep": {"epochs": 1},
+    "nad_sweep": {"indices": [0, 1, 5, 1000], "seeds": 2},
+    "poison": {"epochs": 1, "nad_indices": [0, 1000]},
+    "flip": {"epochs": 1},
+    "archs": {"compare": []},
+}  # the published results are not part of the repository (tests/test_compare.py)
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 
 def make_cifar_tree(root: Path, per_class: dict) -> Path:
     """A CIFAR-10-shaped image-folder tree of random PNGs: per_class = {"train": n, "test": m}."""
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     rng = np.random.default_rng(0)
     for split, n in per_class.items():

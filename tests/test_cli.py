@@ -1,4 +1,5 @@
 """The `nads` command line, as a user runs it: a real process."""
+
 import subprocess
 import sys
 import time
@@ -7,14 +8,18 @@ import pytest
 
 
 def nads(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "nads.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nads.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120
+    )
 
 
 @pytest.mark.parametrize("where", ["a directory", "under a regular file", "where nothing can be written"])
 def test_estimate_checks_its_destination_before_computing(tmp_path, where):
-    out = {"a directory": tmp_path / "x.npz", "under a regular file": tmp_path / "file" / "x.npz",
-           "where nothing can be written": "/proc/nads-x.npz"}[where]
+    out = {
+        "a directory": tmp_path / "x.npz",
+        "under a regular file": tmp_path / "file" / "x.npz",
+        "where nothing can be written": "/proc/nads-x.npz",
+    }[where]
     if where == "a directory":
         out.mkdir()
     (tmp_path / "file").write_text("a file")
@@ -25,15 +30,29 @@ def test_estimate_checks_its_destination_before_computing(tmp_path, where):
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert proc.stderr.startswith(f"error: {out}: ")
     assert "is a directory" in proc.stderr if where == "a directory" else "cannot be written" in proc.stderr
-    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["file"] + (["x.npz"] if where == "a directory" else []))
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(
+        ["file"] + (["x.npz"] if where == "a directory" else [])
+    )
 
 
 def test_estimate_writes_its_result_and_leaves_nothing_else(tmp_path):
-    proc = nads("estimate", "--arch", "logreg", "--input-shape", "1,8,8", "--networks", "8", "--device", "cpu",
-                "--out", str(tmp_path / "sub" / "n.npz"))
+    proc = nads(
+        "estimate",
+        "--arch",
+        "logreg",
+        "--input-shape",
+        "1,8,8",
+        "--networks",
+        "8",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path / "sub" / "n.npz"),
+    )
     assert proc.returncode == 0, proc.stderr
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["n.npz"]
     import numpy as np
+
     with np.load(tmp_path / "sub" / "n.npz") as f:
         assert f["nads"].shape == (64, 64) and f["eigenvalues"].shape == (64,)
 

@@ -1,4 +1,5 @@
 """The published results as a reference: checksums, the grid's indexing, the comparison's numbers."""
+
 import csv
 import io
 import shutil
@@ -39,14 +40,19 @@ def fake_published(root: Path, arch="lenet") -> Path:
 
 def test_every_file_is_checked_against_its_published_sha256(tmp_path):
     source = fake_published(tmp_path / "copy")
-    with pytest.raises(published.ReferenceError, match=r"published results .*copy: LICENSE has sha256 [0-9a-f]{16}"
-                                                       r"\.\.\., not the published c71d239df91726fc\.\.\."):
+    with pytest.raises(
+        published.ReferenceError,
+        match=r"published results .*copy: LICENSE has sha256 [0-9a-f]{16}"
+        r"\.\.\., not the published c71d239df91726fc\.\.\.",
+    ):
         published.fetch(tmp_path / "out", str(source), "lenet")
     (source / "NADs/LeNet_NADs.npy").unlink()
     with pytest.raises(published.ReferenceError, match="NADs/LeNet_NADs.npy is missing"):
         published.fetch(tmp_path / "out2", str(source), "lenet")
-    with pytest.raises(published.ReferenceError, match="'mlp': the paper published no results for it; "
-                                                       "published: logreg, lenet, vgg11_bn, resnet18, densenet121"):
+    with pytest.raises(
+        published.ReferenceError,
+        match="'mlp': the paper published no results for it; published: logreg, lenet, vgg11_bn, resnet18, densenet121",
+    ):
         published.files_of("mlp")
 
 
@@ -74,8 +80,9 @@ def test_archives_unpack_with_or_without_tarfiles_data_filter(tmp_path, monkeypa
 @real
 def test_the_published_archive_passes_and_a_corrupted_copy_fails(tmp_path):
     published.fetch(tmp_path / "ok", str(SHARED), "lenet")
-    assert sorted(str(p.relative_to(tmp_path / "ok")) for p in (tmp_path / "ok").rglob("*") if p.is_file()) == \
-        sorted(published.files_of("lenet"))
+    assert sorted(str(p.relative_to(tmp_path / "ok")) for p in (tmp_path / "ok").rglob("*") if p.is_file()) == sorted(
+        published.files_of("lenet")
+    )
     with tarfile.open(SHARED) as tar:
         tar.extractall(tmp_path / "checkout", filter="data")
     corrupt = tmp_path / "checkout/NADs/LeNet_eigenvals.npy"
@@ -95,12 +102,14 @@ def test_published_conventions_eigenvalues_and_grid_cells(tmp_path):
     cell = {(x, y): (100 * x + y) / 10000 for x in range(16) for y in range(16)}
     freqs = np.array([(2, 4), (30, 4), (16, 0), (0, 16), (1, 0), (16, 16)])
     got = published.grid_at(ref.grid, freqs, (1, 32, 32))
-    expected = [np.mean([cell[(9, 10)], cell[(7, 6)]]),    # (2, 4) and its mirror (-2, -4)
-                np.mean([cell[(7, 10)], cell[(9, 6)]]),    # k1 = 30 is -2: (-2, 4) and (2, -4)
-                cell[(0, 8)],                              # (16, 0) = (-16, 0), its own mirror
-                cell[(8, 0)],                              # (0, 16) = (0, -16)
-                np.nan,                                    # odd frequencies are not in the published grid
-                cell[(0, 0)]]                              # (16, 16) = (-16, -16)
+    expected = [
+        np.mean([cell[(9, 10)], cell[(7, 6)]]),  # (2, 4) and its mirror (-2, -4)
+        np.mean([cell[(7, 10)], cell[(9, 6)]]),  # k1 = 30 is -2: (-2, 4) and (2, -4)
+        cell[(0, 8)],  # (16, 0) = (-16, 0), its own mirror
+        cell[(8, 0)],  # (0, 16) = (0, -16)
+        np.nan,  # odd frequencies are not in the published grid
+        cell[(0, 0)],
+    ]  # (16, 16) = (-16, -16)
     np.testing.assert_allclose(got, expected)
     index, acc = ref.curve
     assert index[0] == 0 and index[-1] == 1022 and acc[0] == 1.0 and acc[20] == pytest.approx(0.99)
@@ -111,11 +120,11 @@ def test_the_real_grid_puts_dc_and_lenets_failures_where_they_belong(tmp_path):
     for arch in ("lenet", "logreg"):
         published.fetch(tmp_path / arch, str(SHARED), arch)
     lenet, logreg = published.load(tmp_path / "lenet", "lenet"), published.load(tmp_path / "logreg", "logreg")
-    assert set(logreg.grid.values()) == {1.0}   # logistic regression learns every direction
-    assert lenet.grid[(0, 2)] > 0.75 and lenet.grid[(2, 0)] > 0.75   # low frequencies: learned (0.81, 0.80)
-    for cell in ((0, 8), (8, 0), (0, -16), (-16, 0)):                # along an axis at 8 and 16: chance
+    assert set(logreg.grid.values()) == {1.0}  # logistic regression learns every direction
+    assert lenet.grid[(0, 2)] > 0.75 and lenet.grid[(2, 0)] > 0.75  # low frequencies: learned (0.81, 0.80)
+    for cell in ((0, 8), (8, 0), (0, -16), (-16, 0)):  # along an axis at 8 and 16: chance
         assert lenet.grid[cell] < 0.6, cell
-    assert lenet.eigenvalues[0] == pytest.approx(0.1894073 ** 2 / 9999, rel=1e-6)
+    assert lenet.eigenvalues[0] == pytest.approx(0.1894073**2 / 9999, rel=1e-6)
 
 
 def test_comparison_numbers_on_inputs_with_known_answers():

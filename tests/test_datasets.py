@@ -1,8 +1,9 @@
 """CIFAR-10 loaders on tiny archives of every supported format, poisoning and the flip."""
+
 import pickle
-from pathlib import Path
 import tarfile
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,9 +11,8 @@ import torch
 from PIL import Image
 
 from nads import datasets, files
+from nads.datasets import CLASSES, SourceError, carriers, complete_basis, flip_basis, load_source, poison
 from nads.errors import ParamError
-from nads.datasets import SourceError
-from nads.datasets import CLASSES, carriers, complete_basis, flip_basis, load_source, poison
 
 RNG = np.random.default_rng(0)
 # Two images per class per split, as PNG-safe uint8 arrays (PNG is lossless, so every format agrees).
@@ -153,8 +153,11 @@ def test_unreachable_download_fails_clearly(tmp_path, monkeypatch):
     # the one built here (through the dead proxy) must not outlive the test. It did, and every
     # later urlopen of the test process failed (tests/test_ui.py's health check, for minutes).
     monkeypatch.setattr(urllib.request, "_opener", None)
-    with pytest.raises(SourceError, match="could not download CIFAR-10 from https://www.cs.toronto.edu/.*"
-                                          "give a local copy: make repro CIFAR10=/path/to/cifar-10-python.tar.gz"):
+    with pytest.raises(
+        SourceError,
+        match="could not download CIFAR-10 from https://www.cs.toronto.edu/.*"
+        "give a local copy: make repro CIFAR10=/path/to/cifar-10-python.tar.gz",
+    ):
         datasets.fetch(tmp_path / "raw")
 
 

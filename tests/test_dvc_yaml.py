@@ -4,6 +4,7 @@ The imports are read from the source (every `import` statement, those inside
 functions included), followed from module to module. A stage that imports a
 module DVC does not know about would not rerun when that module changes.
 """
+
 from pathlib import Path
 
 import pytest
@@ -16,12 +17,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Modules that cannot change any output, and why. Nothing else may be left out.
 NOT_DEPS = {
     "nads/tracking.py": "MLflow logging: writes no DVC output (the report names the git commit, which DVC "
-                        "does not track either)",
+    "does not track either)",
     "nads/models/__init__.py": "finds an architecture's constructor by name and probes it; the code that builds "
-                               "its networks is a dep through results/models/<arch>.json (stage model@<arch>, "
-                               "which depends on all of nads/models)",
+    "its networks is a dep through results/models/<arch>.json (stage model@<arch>, "
+    "which depends on all of nads/models)",
     "nads/environment.py": "checks that the installed packages are the locked ones and records them; "
-                           "the locked versions themselves are a dep (requirements/versions.yaml)",
+    "the locked versions themselves are a dep (requirements/versions.yaml)",
 }
 
 
@@ -48,14 +49,16 @@ def test_each_stage_lists_exactly_the_modules_its_program_imports(name):
     stage = stages()[name]
     listed = {d for d in stage.get("deps", []) if d.endswith(".py")}
     expected = expected_code_deps(stage["cmd"])
-    assert listed == expected, (f"dvc.yaml stage {name}: code deps should be\n"
-                                + "".join(f"      - {d}\n" for d in sorted(expected)))
+    assert listed == expected, f"dvc.yaml stage {name}: code deps should be\n" + "".join(
+        f"      - {d}\n" for d in sorted(expected)
+    )
 
 
 def test_the_import_reader_sees_imports_inside_functions_and_packages():
-    assert "nads/models/__init__.py" in closure(ROOT / "nads/cli.py")   # imported inside check-params
-    assert {"stages/common.py", "nads/files.py", "nads/__init__.py", "stages/__init__.py"} <= \
-        closure(ROOT / "stages/synthetic.py")
+    assert "nads/models/__init__.py" in closure(ROOT / "nads/cli.py")  # imported inside check-params
+    assert {"stages/common.py", "nads/files.py", "nads/__init__.py", "stages/__init__.py"} <= closure(
+        ROOT / "stages/synthetic.py"
+    )
 
 
 def test_no_import_cycle_among_the_librarys_modules():
@@ -64,7 +67,9 @@ def test_no_import_cycle_among_the_librarys_modules():
     done, path = set(), []
 
     def visit(p):
-        assert p not in path, "import cycle: " + " -> ".join(str(q.relative_to(ROOT)) for q in path[path.index(p):] + [p])
+        assert p not in path, "import cycle: " + " -> ".join(
+            str(q.relative_to(ROOT)) for q in path[path.index(p) :] + [p]
+        )
         if p in done:
             return
         path.append(p)

@@ -1,4 +1,5 @@
 """The environment is part of the result: locked, checked at every stage, a DVC dependency."""
+
 import os
 import subprocess
 import sys
@@ -7,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import run
 from packaging.requirements import Requirement
 
-from conftest import run
 from nads import environment
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_versions_yaml_is_derived_from_the_locks():
     assert environment.VERSIONS.read_text() == environment.versions_text()
     pins = yaml.safe_load(environment.VERSIONS.read_text())
-    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"   # requirements/pins.txt
-    assert "mlflow" not in pins and "dvc" not in pins                     # they only log and run
+    assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"  # requirements/pins.txt
+    assert "mlflow" not in pins and "dvc" not in pins  # they only log and run
 
 
 def test_the_main_lock_pins_every_dependency_within_pyproject_ranges():
@@ -28,8 +29,11 @@ def test_the_main_lock_pins_every_dependency_within_pyproject_ranges():
         req = Requirement(spec)
         name = environment._canonical(req.name)
         assert name in pins and pins[name] in req.specifier, (spec, pins.get(name))
-    assert all("--hash=sha256:" in block for block in (ROOT / "requirements/main.txt").read_text().split("\n\\")
-               if "==" in block)
+    assert all(
+        "--hash=sha256:" in block
+        for block in (ROOT / "requirements/main.txt").read_text().split("\n\\")
+        if "==" in block
+    )
 
 
 def test_this_environment_is_the_locked_one():
@@ -43,9 +47,11 @@ def test_a_locked_version_that_is_not_installed_stops_a_stage_before_compute(rep
     bad = run([sys.executable, "-m", "stages.synthetic"], repo.path, repo.env, check=False)
     assert bad.returncode == 2 and not (repo.path / "data/synthetic/meta.json").exists()
     from importlib.metadata import version
+
     assert bad.stderr.strip().splitlines() == [
         f"error: installed torch {version('torch')} (locked 9.9.9): results would not be those dvc.lock records. "
-        "Run `make install` (installs requirements/*.txt), or set NADS_ALLOW_UNLOCKED=1 to run anyway"]
+        "Run `make install` (installs requirements/*.txt), or set NADS_ALLOW_UNLOCKED=1 to run anyway"
+    ]
     ok = run([sys.executable, "-m", "stages.synthetic"], repo.path, {**repo.env, "NADS_ALLOW_UNLOCKED": "1"})
     assert "running anyway (NADS_ALLOW_UNLOCKED=1)" in ok.stderr
     assert (repo.path / "data/synthetic/meta.json").exists()
@@ -63,6 +69,7 @@ def test_settings_that_did_not_take_effect_are_named():
 
 def environment_vars():
     from nads.portable import SETTINGS
+
     return set(SETTINGS) | {"NADS_PORTABLE"}
 
 
@@ -85,7 +92,18 @@ def test_a_new_torch_reruns_the_computing_stages_a_new_mlflow_none(built_copy):
     _pin(repo, "torch", "9.9.9")
     status = repo.dvc("status", "--json").stdout
     import json
+
     changed = {name.split("@")[0] for name in json.loads(status)}
-    assert changed == {"fetch", "synthetic", "nads", "sweep-fourier", "sweep-nad", "cifar10", "poison", "flip",
-                       "predict", "report"}, changed
+    assert changed == {
+        "fetch",
+        "synthetic",
+        "nads",
+        "sweep-fourier",
+        "sweep-nad",
+        "cifar10",
+        "poison",
+        "flip",
+        "predict",
+        "report",
+    }, changed
     assert "requirements/versions.yaml" in status

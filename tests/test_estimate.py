@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from toy_models import SUPPORT
 
 from nads.errors import ParamError
 from nads.estimate import Engine, Spec, estimate_nads, fd_inputs, subspace_agreement
-from toy_models import SUPPORT
 
 
 def test_linear_gaussian_model_has_isotropic_covariance():
@@ -43,7 +43,7 @@ def naive_fd(spec, i):
     x = fd_inputs(spec.x0(), spec.step, 0, spec.dim)
     with torch.no_grad():
         out = spec.network(i)(x).reshape(-1)
-    return (out[:spec.dim] - out[spec.dim:]) / (2 * spec.step)
+    return (out[: spec.dim] - out[spec.dim :]) / (2 * spec.step)
 
 
 @pytest.mark.parametrize("arch", ["lenet", "logreg", "toy_models:tiny_bn", "toy_models:input_twice"])
@@ -51,17 +51,29 @@ def test_every_engine_configuration_equals_the_plain_loop(arch):
     spec = Spec(arch, (1, 16, 16) if arch != "lenet" else (1, 32, 32))
     ref = torch.stack([naive_fd(spec, i) for i in range(4)])
     scale = ref.abs().max()
-    for engine in (Engine("cpu"), Engine("cpu", shortcut=False), Engine("cpu", networks_per_batch=4),
-                   Engine("cpu", networks_per_batch=2, inputs_per_chunk=100)):
-        got = torch.cat([engine.gradients(spec, list(range(b, b + engine.networks_per_batch)))
-                         for b in range(0, 4, engine.networks_per_batch)])
+    for engine in (
+        Engine("cpu"),
+        Engine("cpu", shortcut=False),
+        Engine("cpu", networks_per_batch=4),
+        Engine("cpu", networks_per_batch=2, inputs_per_chunk=100),
+    ):
+        got = torch.cat(
+            [
+                engine.gradients(spec, list(range(b, b + engine.networks_per_batch)))
+                for b in range(0, 4, engine.networks_per_batch)
+            ]
+        )
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * scale.item())
 
 
 def test_first_layer_shortcut_is_used_where_it_applies_only():
     # (arch, shortcut applies, pooled: the first layer feeds a 2x2 max-pool directly)
-    for arch, applies, pooled in [("lenet", True, True), ("lenet_nopool", True, False), ("logreg", True, False),
-                                  ("toy_models:input_twice", False, False)]:
+    for arch, applies, pooled in [
+        ("lenet", True, True),
+        ("lenet_nopool", True, False),
+        ("logreg", True, False),
+        ("toy_models:input_twice", False, False),
+    ]:
         engine, spec = Engine("cpu"), Spec(arch, (1, 16, 16))
         engine.gradients(spec, [0])
         assert (engine._shortcut_obj is not None) == applies, arch
@@ -113,15 +125,22 @@ def test_three_channel_inputs():
     assert r.nads.shape == (3072, 3072) and r.diagnostics["dim"] == 3072
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(arch="lenet5"), "arch = 'lenet5': unknown architecture"),
-    (dict(arch="lenet", n_networks=1), "nads.n_networks = 1: must be an integer >= 2"),
-    (dict(arch="lenet", step=0.0), "nads.step = 0.0: must be > 0"),
-    (dict(arch="lenet", estimator="pca"), "nads.estimator = 'pca': allowed: fd, autograd"),
-    (dict(arch="lenet", input_shape=(1, 8, 8)), "arch = 'lenet': building it with in_channels=1, num_classes=1, input_size=8 raised ValueError: input_size = 8: lenet needs inputs of at least 16x16"),
-    (dict(arch="lenet", input_shape=(1, 32)), "nads.input_shape = [1, 32]: must be three positive integers"),
-    (dict(arch="lenet", device="tpu"), "device = 'tpu': allowed: auto, cpu, cuda, cuda:N"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(arch="lenet5"), "arch = 'lenet5': unknown architecture"),
+        (dict(arch="lenet", n_networks=1), "nads.n_networks = 1: must be an integer >= 2"),
+        (dict(arch="lenet", step=0.0), "nads.step = 0.0: must be > 0"),
+        (dict(arch="lenet", estimator="pca"), "nads.estimator = 'pca': allowed: fd, autograd"),
+        (
+            dict(arch="lenet", input_shape=(1, 8, 8)),
+            "arch = 'lenet': building it with in_channels=1, num_classes=1, input_size=8 raised ValueError: "
+            "input_size = 8: lenet needs inputs of at least 16x16",
+        ),
+        (dict(arch="lenet", input_shape=(1, 32)), "nads.input_shape = [1, 32]: must be three positive integers"),
+        (dict(arch="lenet", device="tpu"), "device = 'tpu': allowed: auto, cpu, cuda, cuda:N"),
+    ],
+)
 def test_bad_input_fails_at_once(kwargs, message):
     kwargs = {"n_networks": 100_000, **kwargs}  # would take hours if anything ran
     with pytest.raises(ParamError) as e:

@@ -1,4 +1,5 @@
 """The local executor: job order, shared data, failures."""
+
 import os
 import re
 import select
@@ -35,7 +36,9 @@ def raises_on_2(common, job):
 def test_results_come_back_in_job_order_with_the_shared_data(workers):
     done = []
     common = {"scale": 3, "big": np.zeros(10**6)}
-    out = LocalExecutor(workers).map(scaled, list(range(7)), common, "cpu", on_done=lambda job, result: done.append(job))
+    out = LocalExecutor(workers).map(
+        scaled, list(range(7)), common, "cpu", on_done=lambda job, result: done.append(job)
+    )
     assert [r for r, _ in out] == [3 * j for j in range(7)]
     assert sorted(done) == list(range(7))
     pids = {pid for _, pid in out}
@@ -67,10 +70,14 @@ SHM_DRIVER = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("size, floats, said", [
-    ("64m", 10, "/dev/shm holds 64 MiB.*--shm-size=2g.*at least 256 MiB"),                   # before any job
-    ("300m", 10**8, "/dev/shm holds 300 MiB.*--shm-size=2g.*nothing was written"),           # 400 MB of results
-    ("300m", 10**6, "ok")])
+@pytest.mark.parametrize(
+    "size, floats, said",
+    [
+        ("64m", 10, "/dev/shm holds 64 MiB.*--shm-size=2g.*at least 256 MiB"),  # before any job
+        ("300m", 10**8, "/dev/shm holds 300 MiB.*--shm-size=2g.*nothing was written"),  # 400 MB of results
+        ("300m", 10**6, "ok"),
+    ],
+)
 def test_a_small_dev_shm_is_named_with_the_container_option(size, floats, said):
     # A real tmpfs of a container's size on /dev/shm, in a private mount namespace.
     script = f"mount -t tmpfs -o size={size} tmpfs /dev/shm && exec {sys.executable} -c '{SHM_DRIVER}' {floats}"
@@ -110,8 +117,12 @@ def _alive(pid):
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no fork, no SIGKILL")
 def test_workers_die_with_a_driver_killed_by_sigkill():
-    driver = subprocess.Popen([sys.executable, "-c", SLEEPING_DRIVER], stdout=subprocess.PIPE,
-                              start_new_session=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    driver = subprocess.Popen(
+        [sys.executable, "-c", SLEEPING_DRIVER],
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
     try:
         out, deadline = b"", time.monotonic() + 30
         while out.count(b"\n") < 2:  # each worker prints its pid once it runs its job
@@ -139,8 +150,9 @@ def test_workers_die_with_a_driver_killed_by_sigkill():
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_the_jobs_progress_and_records_reach_the_drivers_monitor(workers):
-    from nads.progress import Monitor
     from toy_models import reporting_job
+
+    from nads.progress import Monitor
 
     logged = []
     monitor = Monitor(5, None, "job", log=lambda metrics, step: logged.append((metrics, step)), name="toy")
@@ -149,5 +161,4 @@ def test_the_jobs_progress_and_records_reach_the_drivers_monitor(workers):
     assert monitor.done == 5
     records = sorted([(m, s) for m, s in logged if not any(k.startswith("progress/") for k in m)], key=lambda r: r[1])
     assert records == [({f"job{j}/value": 10 * j}, j) for j in range(5)]
-    assert logged[-1] == ({"progress/toy/done": 5, "progress/toy/fraction": 1.0,
-                           "progress/toy/eta_s": 0.0}, 5)
+    assert logged[-1] == ({"progress/toy/done": 5, "progress/toy/fraction": 1.0, "progress/toy/eta_s": 0.0}, 5)

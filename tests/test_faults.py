@@ -3,6 +3,7 @@ a lost tracking store, stale code deps, bad params and inputs, moved input files
 
 Each test works on a private copy of the tiny pipeline built once (conftest.built).
 """
+
 import hashlib
 import json
 import os
@@ -16,7 +17,6 @@ from pathlib import Path
 
 import mlflow
 import pytest
-
 from conftest import ROOT, run
 from test_dvc_yaml import NOT_DEPS, expected_code_deps, stages
 
@@ -24,8 +24,11 @@ pytestmark = pytest.mark.slow
 
 
 def digest(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != ".gitignore"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".gitignore"
+    }
 
 
 def stage(repo, *args, env=None, check=False):
@@ -113,8 +116,14 @@ def test_ctrl_c_or_sigterm_keeps_the_outputs_ends_the_run_killed_and_every_worke
     before = digest(out)
     repo.set_params(sweep={"epochs": 200})
     # A session of its own: SIGINT goes to the whole group, as a terminal's Ctrl-C does; SIGTERM to the stage only.
-    proc = subprocess.Popen([sys.executable, "-m", "stages.sweep", "lenet", "fourier"], cwd=repo.path,
-                            env=repo.env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.sweep", "lenet", "fourier"],
+        cwd=repo.path,
+        env=repo.env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         seen, deadline = "", time.time() + 90
         while "sweep lenet fourier" not in seen and time.time() < deadline:
@@ -184,9 +193,21 @@ def test_a_store_that_cannot_take_a_run_fails_first_in_one_line(built_copy):
 def test_a_store_lost_mid_run_costs_the_log_not_the_outputs(built_copy, tmp_path):
     repo = built_copy
     port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri",
-                               f"sqlite:///{tmp_path / 'server.db'}", "--port", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{tmp_path / 'server.db'}",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     uri = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 90
@@ -199,8 +220,13 @@ def test_a_store_lost_mid_run_costs_the_log_not_the_outputs(built_copy, tmp_path
         repo.set_params(sweep={"epochs": 6})
         out = repo.path / "results/sweep/lenet/fourier"
         before = digest(out)
-        proc = subprocess.Popen([sys.executable, "-m", "stages.sweep", "lenet", "fourier"], cwd=repo.path,
-                                env={**repo.env, "MLFLOW_TRACKING_URI": uri}, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "stages.sweep", "lenet", "fourier"],
+            cwd=repo.path,
+            env={**repo.env, "MLFLOW_TRACKING_URI": uri},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         # The first of its 16 directions is done (kept for resume): the sweep is training.
         while not list(repo.path.glob(".nads/partial/sweep-fourier@lenet/*/job*.pkl")) and proc.poll() is None:
             time.sleep(0.05)
@@ -256,8 +282,9 @@ def test_bad_params_models_and_files_fail_in_one_line_before_any_compute(built_c
     env = {"PYTHONPATH": str(ROOT / "tests")}
     proc = stage(repo, "stages.poison", user, env=env)
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: archs.poison: arch = '{user}': it cannot take inputs of shape "
-                                  "(C, H, W) = (3, 32, 32)")
+    assert proc.stderr.startswith(
+        f"error: archs.poison: arch = '{user}': it cannot take inputs of shape (C, H, W) = (3, 32, 32)"
+    )
     proc = stage(repo, "stages.nads", "toy_models:x/../../../y", env=env)
     assert proc.returncode == 2 and "is not one of them" in proc.stderr and not (repo.path.parent / "y").exists()
     params["archs"]["nads"] = ["logreg", "lenet"]

@@ -1,5 +1,6 @@
 """benchmarks/gpu_check.py runs end to end on a CPU, and needs neither dvc, mlflow nor ray
 (the GPU machine it is written for has none of them)."""
+
 import json
 import os
 import subprocess
@@ -30,8 +31,14 @@ def env() -> dict:
 
 def test_tiny_cpu_run_passes_its_checks_and_projects_the_paper_profile(tmp_path):
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--tiny", "--out", str(out)],
-                          cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/gpu_check.py", "--device", "cpu", "--tiny", "--out", str(out)],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "gpu_check.json").read_text())
     checks = {c["name"].split(",")[0]: c for c in report["correctness"]}
@@ -47,7 +54,9 @@ def test_tiny_cpu_run_passes_its_checks_and_projects_the_paper_profile(tmp_path)
 
 
 def test_compute_modules_and_the_gpu_check_import_without_dvc_mlflow_ray():
-    code = BLOCKER + f"""
+    code = (
+        BLOCKER
+        + f"""
 try:
     import mlflow
 except ImportError:
@@ -59,6 +68,8 @@ for name in {COMPUTE_MODULES!r}:
     importlib.import_module("nads." + name)
 runpy.run_path("benchmarks/gpu_check.py", run_name="gpu_check")  # its imports, not main()
 """
-    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env(), capture_output=True, text=True,
-                          timeout=120)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -1,5 +1,6 @@
 """Invalidation as fine as the work, with real DVC on the built tiny pipeline: an edit
 reruns the stages whose results it can change, and no other."""
+
 import json
 
 import pytest
@@ -19,7 +20,13 @@ def test_editing_one_family_reruns_only_its_architectures(built_copy):
     repo = built_copy
     lenet = repo.path / "nads/models/lenet.py"
     lenet.write_text(lenet.read_text() + "\n# an edit\n")
-    assert stale(repo, ran=("model@lenet",)) == {"nads@lenet", "sweep-fourier@lenet", "sweep-nad@lenet", "poison@lenet", "flip@lenet"}
+    assert stale(repo, ran=("model@lenet",)) == {
+        "nads@lenet",
+        "sweep-fourier@lenet",
+        "sweep-nad@lenet",
+        "poison@lenet",
+        "flip@lenet",
+    }
 
 
 def test_a_new_family_reruns_nothing(built_copy):
@@ -27,17 +34,22 @@ def test_a_new_family_reruns_nothing(built_copy):
     (repo.path / "nads/models/wide.py").write_text(
         "import torch.nn as nn\n\n\nclass Wide(nn.Linear):\n"
         "    def __init__(self, in_channels=1, num_classes=1, input_size=32):\n"
-        "        super().__init__(in_channels * input_size ** 2, num_classes)\n")
+        "        super().__init__(in_channels * input_size ** 2, num_classes)\n"
+    )
     core = repo.path / "nads/models/__init__.py"
-    core.write_text(core.read_text().replace('    "vit_p4": ("vit", "ViT", {}),',
-                                             '    "vit_p4": ("vit", "ViT", {}),\n    "wide": ("wide", "Wide", {}),'))
-    assert stale(repo, ran=("model@logreg", "model@lenet")) == set()   # they saw the edit; their hashes held
+    core.write_text(
+        core.read_text().replace(
+            '    "vit_p4": ("vit", "ViT", {}),', '    "vit_p4": ("vit", "ViT", {}),\n    "wide": ("wide", "Wide", {}),'
+        )
+    )
+    assert stale(repo, ran=("model@logreg", "model@lenet")) == set()  # they saw the edit; their hashes held
 
 
 def test_a_change_of_style_redraws_and_reruns_no_computation(built_copy):
     repo = built_copy
     plots = repo.path / "nads/plots.py"
     plots.write_text(plots.read_text() + "\n# an edit\n")
-    assert stale(repo) == {"figures", "report"}   # (the report draws the atlas page's figures)
-    assert {"figures", "report"} == {line.split("'")[1] for line in repo.dvc("repro").stdout.splitlines()
-                                     if line.startswith("Running stage")}
+    assert stale(repo) == {"figures", "report"}  # (the report draws the atlas page's figures)
+    assert {"figures", "report"} == {
+        line.split("'")[1] for line in repo.dvc("repro").stdout.splitlines() if line.startswith("Running stage")
+    }

@@ -2,6 +2,7 @@
 
 `built` runs the whole tiny pipeline once; tests that change params work on private copies.
 """
+
 import hashlib
 import json
 import os
@@ -15,8 +16,8 @@ import time
 import mlflow
 import numpy as np
 import pytest
-
 from conftest import run
+
 from nads import files, predict
 
 pytestmark = pytest.mark.slow
@@ -26,7 +27,7 @@ SWEEPS = {f"sweep-{family}@{arch}" for family in ("fourier", "nad") for arch in 
 CIFAR = {"fetch@cifar10", "cifar10", "poison@lenet", "flip@lenet"}
 PREDICT = {"predict@logreg", "predict@lenet"}
 MODELS = {"model@logreg", "model@lenet"}
-TRACKED = {"synthetic"} | NADS | SWEEPS | PREDICT | CIFAR | {"figures", "report"}   # stages with an MLflow run
+TRACKED = {"synthetic"} | NADS | SWEEPS | PREDICT | CIFAR | {"figures", "report"}  # stages with an MLflow run
 ALL = TRACKED | MODELS | {"check-params"}
 
 
@@ -77,15 +78,21 @@ def test_first_repro_runs_everything_and_tracks_each_stage(built):
     assert {"eigenvalues.npy", "metrics.json"} <= {a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"])}
     (r,) = [r for _, r in all_runs.iterrows() if r["tags.mlflow.runName"] == "figures"]
     drawn = {a.path for a in mlflow.MlflowClient().list_artifacts(r["run_id"], "nads/lenet")}
-    assert drawn == {"nads/lenet/nads.png", "nads/lenet/spectrum.png"}   # the figures, in a run of their own
+    assert drawn == {"nads/lenet/nads.png", "nads/lenet/spectrum.png"}  # the figures, in a run of their own
     read = json.loads((repo.path / "results/figures/inputs.json").read_text())
-    assert read["results/nads/lenet/nads.npy"] == hashlib.sha256(
-        (repo.path / "results/nads/lenet/nads.npy").read_bytes()).hexdigest()   # which data they show
+    assert (
+        read["results/nads/lenet/nads.npy"]
+        == hashlib.sha256((repo.path / "results/nads/lenet/nads.npy").read_bytes()).hexdigest()
+    )  # which data they show
     assert (repo.path / "mlflow.db").is_file() and (repo.path / "mlartifacts").is_dir()
     shown = repo.dvc("metrics", "show").stdout
-    for path in ("results/synthetic/metrics.json", "results/nads/lenet/metrics.json",
-                 "results/sweep/lenet/nad/metrics.json", "results/poison/lenet/metrics.json",
-                 "results/flip/lenet/metrics.json"):
+    for path in (
+        "results/synthetic/metrics.json",
+        "results/nads/lenet/metrics.json",
+        "results/sweep/lenet/nad/metrics.json",
+        "results/poison/lenet/metrics.json",
+        "results/flip/lenet/metrics.json",
+    ):
         assert path in shown
 
 
@@ -113,8 +120,17 @@ def test_sweep_outputs(built):
         four = files.read_csv(repo.path / f"results/sweep/{arch}/fourier/accuracy.csv")
         assert list(four) == ["k1", "k2", "test_acc", "train_acc"] and len(four["k1"]) == 10
         nad = files.read_csv(repo.path / f"results/sweep/{arch}/nad/accuracy.csv")
-        assert list(nad) == ["index", "eigenvalue", "test_acc", "train_acc", "test_acc_sd", "test_acc_min",
-                             "test_acc_max", "test_acc_seed0", "test_acc_seed1"]  # TINY: nad_sweep.seeds 2
+        assert list(nad) == [
+            "index",
+            "eigenvalue",
+            "test_acc",
+            "train_acc",
+            "test_acc_sd",
+            "test_acc_min",
+            "test_acc_max",
+            "test_acc_seed0",
+            "test_acc_seed1",
+        ]  # TINY: nad_sweep.seeds 2
         assert nad["index"] == ["0", "1", "5", "1000"]
         per_seed = np.array([nad["test_acc_seed0"], nad["test_acc_seed1"]], dtype=float)
         np.testing.assert_allclose(np.array(nad["test_acc"], dtype=float), per_seed.mean(0))
@@ -128,8 +144,9 @@ def test_sweep_outputs(built):
         assert m["seeds"] == 2 and m["mean_seed_sd"] >= 0
         seeds = [np.array(nad[f"test_acc_seed{r}"], dtype=float) for r in range(2)]
         aucs = [predict.separation(-np.array([0, 1, 5, 1000.0]), a) for a in seeds]
-        np.testing.assert_allclose([m["auc_learned_first"], m["auc_learned_first_sd"]],
-                                   [np.mean(aucs), np.std(aucs, ddof=1)], equal_nan=True)
+        np.testing.assert_allclose(
+            [m["auc_learned_first"], m["auc_learned_first_sd"]], [np.mean(aucs), np.std(aucs, ddof=1)], equal_nan=True
+        )
 
 
 def test_cifar_outputs(built):
@@ -165,7 +182,7 @@ def test_predict_scores_the_swept_directions_from_the_nads(built):
     m = files.read_json(out / "metrics.json")
     acc = np.array(table["test_acc"], dtype=float)
     assert m["n_fourier"] == 10 and m["spearman_fourier"] == pytest.approx(spearmanr(score, acc).statistic, abs=1e-4)
-    assert "auc_fourier_sd" not in m and "auc_nad_sd" in m   # the Fourier sweep runs one seed, the NAD sweep two
+    assert "auc_fourier_sd" not in m and "auc_nad_sd" in m  # the Fourier sweep runs one seed, the NAD sweep two
     nad = files.read_csv(out / "nad.csv")
     assert [int(i) for i in nad["index"]] == [0, 1, 5, 1000] and m["n_nad"] == 4
     assert {"grid.png", "curve.png"} <= {p.name for p in (repo.path / "results/figures/predict/lenet").iterdir()}
@@ -182,14 +199,18 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     # new outputs change, without running them all (the same rule `dvc repro` applies).
     repo = built_copy
     before = digest(repo.path, "data/synthetic")
-    kept = {p: p.read_bytes() for p in [repo.path / "params.yaml", repo.path / "dvc.lock",
-                                         *(repo.path / "results/synthetic").iterdir()]}
+    kept = {
+        p: p.read_bytes()
+        for p in [repo.path / "params.yaml", repo.path / "dvc.lock", *(repo.path / "results/synthetic").iterdir()]
+    }
     repo.set_params(synthetic={"seed": 1})
     assert "synthetic.seed" in repo.dvc("params", "diff").stdout
     assert changed(repo) == {"check-params", "synthetic", "figures", "report"}  # (the report quotes every param)
     assert ran(repo.dvc("repro", "--single-item", "synthetic")) == {"synthetic"}
-    assert digest(repo.path, "data/synthetic")["data/synthetic/noise_train.npy"] != \
-        before["data/synthetic/noise_train.npy"]
+    assert (
+        digest(repo.path, "data/synthetic")["data/synthetic/noise_train.npy"]
+        != before["data/synthetic/noise_train.npy"]
+    )
     assert changed(repo) == {"check-params", "figures", "report"} | SWEEPS | PREDICT  # the sweeps train on its data
     # Where NADs are computed changes nothing; how many networks changes every user of NADs.
     for path, data in kept.items():  # back to the first bank (metrics.json is not in DVC's cache)
@@ -200,8 +221,11 @@ def test_changed_params_rerun_exactly_the_stages_that_depend_on_them(built_copy)
     assert changed(repo) == {"check-params", "report"}
     repo.set_params(nads={"n_networks": 8})
     assert ran(repo.dvc("repro", "--single-item", *NADS)) == NADS
-    assert changed(repo) == {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet",
-                             "check-params", "figures", "report"} | PREDICT
+    assert (
+        changed(repo)
+        == {"sweep-nad@logreg", "sweep-nad@lenet", "poison@lenet", "flip@lenet", "check-params", "figures", "report"}
+        | PREDICT
+    )
 
 
 def test_push_then_pull_restores_identical_outputs(built_copy):
@@ -228,7 +252,8 @@ def test_bad_input_fails_in_one_line_and_keeps_outputs(built_copy, tmp_path):
     direct = stage("stages.synthetic")
     assert direct.returncode == 2
     assert direct.stderr.strip().splitlines() == [
-        "error: synthetic.epsilon = -1.0: must be > 0 (the margin of the discriminative feature)"]
+        "error: synthetic.epsilon = -1.0: must be > 0 (the margin of the discriminative feature)"
+    ]
     failed = repo.dvc("repro", "synthetic", check=False)
     assert failed.returncode != 0 and "synthetic.epsilon = -1.0: must be > 0" in failed.stderr + failed.stdout
     repo.set_params(synthetic={"epsilon": 1.0}, nad_sweep={"indices": [0, 5000]})
@@ -240,8 +265,9 @@ def test_bad_input_fails_in_one_line_and_keeps_outputs(built_copy, tmp_path):
     assert bad.returncode == 2 and "archs.nads: arch = 'lenett': unknown architecture" in bad.stderr
     repo.set_params(archs={"nads": ["logreg", "lenet"]})
     nowhere = tmp_path / "cifar.tar.gz"
-    bad = run([sys.executable, "-m", "stages.fetch", "cifar10"], repo.path, {**repo.env, "CIFAR10": str(nowhere)},
-              check=False)
+    bad = run(
+        [sys.executable, "-m", "stages.fetch", "cifar10"], repo.path, {**repo.env, "CIFAR10": str(nowhere)}, check=False
+    )
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
     assert bad.stderr.startswith(f"error: CIFAR-10 source '{nowhere}': no such file or directory")
     assert digest(repo.path, "data", "results") == before
@@ -254,8 +280,14 @@ def test_interrupted_sweep_leaves_no_partial_csv(built_copy):
     shutil.rmtree(out)
     repo.set_params(sweep={"epochs": 200})
     # A new session, so that SIGINT reaches the stage and its workers, as Ctrl-C would.
-    proc = subprocess.Popen([sys.executable, "-m", "stages.sweep", "lenet", "fourier"], cwd=repo.path,
-                            env=repo.env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stages.sweep", "lenet", "fourier"],
+        cwd=repo.path,
+        env=repo.env,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     seen, deadline = "", time.time() + 60
     while "sweep lenet fourier" not in seen and time.time() < deadline:
         seen += proc.stderr.read(1)
@@ -271,18 +303,29 @@ def test_report_holds_every_figure_and_claim(built):
     repo, _ = built
     page = (repo.path / "results/report/index.html").read_text()
     # per arch: NADs and spectrum; Fourier heatmap, NAD curve and their predictions; then poison and flip
-    figures = ["nads.png", "spectrum.png"] * 2 + ["heatmap.png", "curve.png", "grid.png", "curve.png"] * 2 + \
-        ["curve.png", "bars.png"]
+    figures = (
+        ["nads.png", "spectrum.png"] * 2
+        + ["heatmap.png", "curve.png", "grid.png", "curve.png"] * 2
+        + ["curve.png", "bars.png"]
+    )
     assert page.count("<img ") == len(figures) and page.count("data:image/png;base64,") == len(figures)
     summary = (repo.path / "results/report/summary.md").read_text()
     assert "profile quick, git commit " + repo.git("rev-parse", "HEAD").stdout.strip() in summary
     from importlib.metadata import version
+
     python = ".".join(platform.python_version_tuple()[:2])
-    assert (f"computed with python {python}, torch {version('torch')}, torchvision {version('torchvision')}, "
-            in summary and f"matplotlib {version('matplotlib')}, arithmetic portable;" in summary)
-    for title in ("NADs of lenet", "lenet on D(v), Fourier directions", "lenet on D(u_i), its own NADs",
-                  "lenet: learnability predicted from its NADs alone",
-                  "lenet on CIFAR-10 with NAD carriers", "lenet on CIFAR-10 in the flipped NAD basis"):
+    assert (
+        f"computed with python {python}, torch {version('torch')}, torchvision {version('torchvision')}, " in summary
+        and f"matplotlib {version('matplotlib')}, arithmetic portable;" in summary
+    )
+    for title in (
+        "NADs of lenet",
+        "lenet on D(v), Fourier directions",
+        "lenet on D(u_i), its own NADs",
+        "lenet: learnability predicted from its NADs alone",
+        "lenet on CIFAR-10 with NAD carriers",
+        "lenet on CIFAR-10 in the flipped NAD basis",
+    ):
         assert f"## {title}" in summary and f"<h2>{title}</h2>" in page
     metrics = json.loads((repo.path / "results/report/metrics.json").read_text())
     assert metrics["claims"] == summary.count("supported** —") > 0
@@ -296,7 +339,7 @@ def test_report_holds_every_figure_and_claim(built):
         assert f"![{name}.png](atlas/{name}.png)" in atlas
         assert (repo.path / f"results/report/atlas/{name}.png").stat().st_size > 10_000
     predicted = json.loads((repo.path / "results/predict/lenet/metrics.json").read_text())
-    lenet = atlas[atlas.index("## lenet"):]
+    lenet = atlas[atlas.index("## lenet") :]
     assert f"| predicted vs measured, Spearman, NADs | {predicted['spearman_nad']:.4g} |" in lenet
 
 
@@ -320,8 +363,9 @@ def test_clone_and_pull_gives_byte_identical_results(built_copy, tmp_path):
     clone.dvc("remote", "modify", "--local", "local", "url", str(repo.remote))
     clone.dvc("pull")
     assert digest(clone.path, "results") == digest(repo.path, "results")
-    assert (clone.path / "results/report/index.html").read_bytes() == \
-        (repo.path / "results/report/index.html").read_bytes()
+    assert (clone.path / "results/report/index.html").read_bytes() == (
+        repo.path / "results/report/index.html"
+    ).read_bytes()
     assert "Data and pipelines are up to date" in clone.dvc("status").stdout  # metrics (git) and data (DVC)
     assert ran(clone.dvc("repro")) == set()
 

@@ -6,6 +6,7 @@ binaries on an emulated Intel Haswell (vendor GenuineIntel, AVX2 without
 AVX-512, its own cache sizes), `-cpu EPYC-Rome` on an emulated AMD Zen 2. The
 libraries see that CPU and dispatch for it; QEMU's floating point is IEEE-exact.
 """
+
 import json
 import os
 import platform
@@ -22,6 +23,7 @@ PROBE = ROOT / "tests" / "portable_probe.py"
 
 def fingerprints(portable: bool = True, cpu: str | None = None) -> dict:
     from nads.portable import SETTINGS
+
     # (import nads put SETTINGS into this process's environment: the child must decide alone)
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     env.update(PYTHONPATH=str(ROOT), NADS_PORTABLE="1" if portable else "0")
@@ -42,12 +44,14 @@ def test_the_settings_change_the_bits(here):
     # Without them this CPU picks its own kernels (MKL's vendor or AVX2 path at least): other bits.
     native = fingerprints(portable=False)
     assert native != here
-    assert native["lenet_fd"] != here["lenet_fd"]   # its linear layers: MKL
+    assert native["lenet_fd"] != here["lenet_fd"]  # its linear layers: MKL
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
-                    reason="needs an x86-64 machine and qemu-user (apt-get install qemu-user)")
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
+    reason="needs an x86-64 machine and qemu-user (apt-get install qemu-user)",
+)
 @pytest.mark.parametrize("cpu", ["Haswell-v4", "EPYC-Rome"])
 def test_an_emulated_intel_and_amd_cpu_compute_the_same_bits(here, cpu):
     assert fingerprints(cpu=cpu) == here

@@ -5,12 +5,13 @@ Tolerances (README, "Reduced precision"): NADs: top-10 subspace agreement
 logistic regression and within 0.06 for LeNet, whose seed-to-seed spread at
 this scale is 0.05-0.1 (measured: seeds 0, 1, 2 on the directions below).
 """
+
 import numpy as np
 import pytest
 
 from nads.config import Synthetic
-from nads.errors import ParamError
 from nads.directions import fourier_directions
+from nads.errors import ParamError
 from nads.estimate import estimate_nads, subspace_agreement
 from nads.sweep import sweep
 from nads.synthetic import draw_noise_bank

@@ -1,4 +1,5 @@
 """Predicted learnability: scores with known answers, the CLI, and the published results."""
+
 import csv
 import subprocess
 import sys
@@ -9,8 +10,8 @@ import pytest
 from scipy.stats import spearmanr
 
 from nads import predict
-from nads.errors import ParamError
 from nads.directions import fourier_direction, fourier_directions
+from nads.errors import ParamError
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nads-published-2020.tar.gz"
 
@@ -27,7 +28,7 @@ def test_shift_equals_energy_for_a_shift_invariant_covariance_and_ignores_phase(
     rng = np.random.default_rng(0)
     h = w = 8
     p = rng.random((h, w))
-    p = (p + np.roll(np.flip(p, (0, 1)), 1, (0, 1))) / 2   # p(f) = p(-f): a real circulant covariance
+    p = (p + np.roll(np.flip(p, (0, 1)), 1, (0, 1))) / 2  # p(f) = p(-f): a real circulant covariance
     basis = np.eye(h * w).reshape(-1, h, w)
     sigma = np.fft.ifft2(np.fft.fft2(basis, norm="ortho") * p, norm="ortho").real.reshape(h * w, h * w)
     lam, u = np.linalg.eigh(sigma)
@@ -76,11 +77,24 @@ def test_cli_scores_the_fourier_grid_nads_and_a_file(tmp_path):
     rng = np.random.default_rng(1)
     q, _ = np.linalg.qr(rng.standard_normal((64, 64)))
     np.save(tmp_path / "nads.npy", q.T.astype(np.float32))
-    np.save(tmp_path / "sv.npy", np.linspace(8, 1, 64))            # singular values
-    np.save(tmp_path / "dirs.npy", q.T[:3].astype(np.float32))      # the top three NADs
-    common = [sys.executable, "-m", "nads.cli", "predict", "--nads-file", str(tmp_path / "nads.npy"),
-              "--eigenvalues-file", str(tmp_path / "sv.npy"), "--eigenvalues-kind", "singular",
-              "--input-shape", "1,8,8", "--rule", "energy"]
+    np.save(tmp_path / "sv.npy", np.linspace(8, 1, 64))  # singular values
+    np.save(tmp_path / "dirs.npy", q.T[:3].astype(np.float32))  # the top three NADs
+    common = [
+        sys.executable,
+        "-m",
+        "nads.cli",
+        "predict",
+        "--nads-file",
+        str(tmp_path / "nads.npy"),
+        "--eigenvalues-file",
+        str(tmp_path / "sv.npy"),
+        "--eigenvalues-kind",
+        "singular",
+        "--input-shape",
+        "1,8,8",
+        "--rule",
+        "energy",
+    ]
 
     def table(*args):
         out = tmp_path / "out.csv"
@@ -95,8 +109,9 @@ def test_cli_scores_the_fourier_grid_nads_and_a_file(tmp_path):
     rows = table("--directions", "fourier", "--stride", "2")
     freqs, _ = fourier_directions((1, 8, 8), 2)
     assert [(int(r["k1"]), int(r["k2"])) for r in rows] == [tuple(f) for f in freqs]
-    bad = subprocess.run([*common, "--input-shape", "3,8,8", "--out", str(tmp_path / "x.csv")],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [*common, "--input-shape", "3,8,8", "--out", str(tmp_path / "x.csv")], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("error: NADs (64, 64)")
     assert not (tmp_path / "x.csv").exists()
 
@@ -125,32 +140,45 @@ def test_on_the_published_grids_shift_beats_energy_on_resnet18(tmp_path):
             if rule == "shift":
                 assert predict.agreement(score, acc[ok])["spearman"] == pytest.approx(rho[arch, rule])
     assert sum(np.isfinite(published.grid_at(ref.grid, freqs, (1, 32, 32)))) == 130
-    np.testing.assert_allclose([rho[a, "energy"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
-                               [0.709, 0.837, 0.731, 0.435], atol=0.002)
-    np.testing.assert_allclose([rho[a, "shift"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
-                               [0.710, 0.935, 0.728, 0.435], atol=0.002)
+    np.testing.assert_allclose(
+        [rho[a, "energy"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
+        [0.709, 0.837, 0.731, 0.435],
+        atol=0.002,
+    )
+    np.testing.assert_allclose(
+        [rho[a, "shift"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
+        [0.710, 0.935, 0.728, 0.435],
+        atol=0.002,
+    )
     # Learned (>= 0.6) against chance: the score puts them first almost always.
-    np.testing.assert_allclose([auc[a, "shift"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
-                               [0.977, 1.000, 0.923, 0.987], atol=0.002)
+    np.testing.assert_allclose(
+        [auc[a, "shift"] for a in ("lenet", "resnet18", "vgg11_bn", "densenet121")],
+        [0.977, 1.000, 0.923, 0.987],
+        atol=0.002,
+    )
 
 
 def test_agreement_auc_is_the_probability_a_learned_direction_scores_above_one_at_chance():
-    acc = np.array([0.99, 0.95, 0.5, 0.51, 0.49, np.nan])   # NaN: a diverged classifier, left out
+    acc = np.array([0.99, 0.95, 0.5, 0.51, 0.49, np.nan])  # NaN: a diverged classifier, left out
     assert predict.agreement(np.array([5.0, 4.0, 1.0, 2.0, 3.0, 9.0]), acc)["auc"] == 1.0
     assert predict.agreement(np.array([1.0, 4.0, 2.0, 5.0, 3.0, 0.0]), acc)["auc"] == pytest.approx(2 / 6)
     assert predict.agreement(np.array([3.0, 3.0, 3.0, 1.0, 1.0, 0.0]), acc)["auc"] == pytest.approx(5 / 6)
-    flat = predict.agreement(np.arange(3.0), np.array([0.9, 0.95, 0.99]))   # none at chance
+    flat = predict.agreement(np.arange(3.0), np.array([0.9, 0.95, 0.99]))  # none at chance
     assert np.isnan(flat["auc"]) and flat["spearman"] == pytest.approx(1.0)
     assert np.isnan(predict.agreement(np.arange(3.0), np.ones(3))["spearman"])
 
 
 def test_agreement_over_seeds_is_the_mean_and_spread_of_each_seeds_agreement():
-    table = {"index": [0, 1, 2, 3], "test_acc": [0.9, 0.7, 0.5, 0.5],
-             "test_acc_seed1": [0.9, 0.5, 0.5, 0.7], "test_acc_seed0": [0.9, 0.9, 0.5, 0.5]}
+    table = {
+        "index": [0, 1, 2, 3],
+        "test_acc": [0.9, 0.7, 0.5, 0.5],
+        "test_acc_seed1": [0.9, 0.5, 0.5, 0.7],
+        "test_acc_seed0": [0.9, 0.9, 0.5, 0.5],
+    }
     seeds = predict.replicates(table)
-    np.testing.assert_array_equal(seeds[0], [0.9, 0.9, 0.5, 0.5])   # in seed order, not column order
+    np.testing.assert_array_equal(seeds[0], [0.9, 0.9, 0.5, 0.5])  # in seed order, not column order
     score = -np.arange(4.0)
     a = predict.agreement_over_seeds(score, seeds)
     assert a["auc"] == pytest.approx(0.75) and a["auc_sd"] == pytest.approx(np.std([1, 0.5], ddof=1))
     one = predict.agreement_over_seeds(score, predict.replicates({"test_acc": table["test_acc"]}))
-    assert one == predict.agreement(score, np.array(table["test_acc"]))   # one seed: no spread
+    assert one == predict.agreement(score, np.array(table["test_acc"]))  # one seed: no spread

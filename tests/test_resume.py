@@ -1,6 +1,7 @@
 """Resume: finished jobs and training states kept while a stage runs, reused by its rerun,
 never reused when what determines them changed; a stage killed with SIGKILL and rerun
 gives the bytes of an uninterrupted run."""
+
 import hashlib
 import os
 import re
@@ -18,8 +19,8 @@ from nads.config import Schedule
 from nads.executor import LocalExecutor
 from nads.train import init_model, train_batched
 
-CALLS = None      # a file each job appends its number to: which jobs really ran
-FAIL_AT = None    # the job that is interrupted (not in the jobs' shared data: not in the key)
+CALLS = None  # a file each job appends its number to: which jobs really ran
+FAIL_AT = None  # the job that is interrupted (not in the jobs' shared data: not in the key)
 
 
 def square(common, job):
@@ -66,7 +67,7 @@ def test_an_interrupted_map_reruns_only_the_jobs_it_had_not_finished(tmp_path, m
     assert calls() == list(range(6))
 
 
-STOP_AFTER = -1   # the epoch whose end interrupts training (-1: none)
+STOP_AFTER = -1  # the epoch whose end interrupts training (-1: none)
 EPOCHS_RUN = []
 
 
@@ -80,8 +81,14 @@ def _train(common, job):
         if epoch == STOP_AFTER:
             raise KeyboardInterrupt
 
-    trained = train_batched(models, lambda idx: (x[idx].expand(2, *x[idx].shape), y[idx].expand(2, -1)),
-                            len(y), schedule, "cpu", on_epoch=on_epoch)
+    trained = train_batched(
+        models,
+        lambda idx: (x[idx].expand(2, *x[idx].shape), y[idx].expand(2, -1)),
+        len(y),
+        schedule,
+        "cpu",
+        on_epoch=on_epoch,
+    )
     return {n: p.detach().clone() for n, p in trained.params.items()}
 
 
@@ -130,8 +137,9 @@ def test_a_stage_killed_mid_run_resumes_and_writes_the_bytes_of_an_uninterrupted
     whole = {f: digest(out / f) for f in ("nads.npy", "eigenvalues.npy", "metrics.json")}
 
     partial = repo.path / ".nads/partial/nads@logreg"
-    proc = subprocess.Popen(cmd, cwd=repo.path, env=repo.env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=repo.path, env=repo.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     stored = 0
     deadline = time.monotonic() + 600
     while stored < 40 // 3 and proc.poll() is None and time.monotonic() < deadline:
@@ -151,5 +159,7 @@ def test_a_stage_killed_mid_run_resumes_and_writes_the_bytes_of_an_uninterrupted
     first = next(line for line in re.split("[\r\n]", rerun.stderr) if line.startswith("NADs logreg"))
     assert f" {64 * stored}/2560 " in first  # its progress bar starts at the stored work
     assert not partial.exists()  # cleaned up once the outputs were in place
-    print(f"\nnads@logreg, 2560 networks: whole run {whole_s:.1f} s; killed after {stored}/40 shards, "
-          f"rerun {rerun_s:.1f} s (saved {whole_s - rerun_s:.1f} s)")
+    print(
+        f"\nnads@logreg, 2560 networks: whole run {whole_s:.1f} s; killed after {stored}/40 shards, "
+        f"rerun {rerun_s:.1f} s (saved {whole_s - rerun_s:.1f} s)"
+    )

@@ -38,11 +38,16 @@ def test_seeds_are_replicates_of_the_plain_sweep_with_shifted_seeds():
     schedule = Schedule(epochs=2, batch_size=32, lr=0.05, seed=7)
     r = sweep_seeds("logreg", bank, v, schedule, seeds=2, device="cpu")
     first = sweep("logreg", bank, v, schedule, "cpu")
-    second = sweep("logreg", draw_noise_bank(Synthetic(input_shape=(1, 8, 8), n_train=96, n_test=96, seed=4)), v,
-                   Schedule(epochs=2, batch_size=32, lr=0.05, seed=8), "cpu")
+    second = sweep(
+        "logreg",
+        draw_noise_bank(Synthetic(input_shape=(1, 8, 8), n_train=96, n_test=96, seed=4)),
+        v,
+        Schedule(epochs=2, batch_size=32, lr=0.05, seed=8),
+        "cpu",
+    )
     np.testing.assert_array_equal(r["test_acc_seed0"], first["test_acc"])
     np.testing.assert_array_equal(r["test_acc_seed1"], second["test_acc"])
-    assert not np.array_equal(first["test_acc"], second["test_acc"])   # the replicates differ
+    assert not np.array_equal(first["test_acc"], second["test_acc"])  # the replicates differ
     pair = np.stack([first["test_acc"], second["test_acc"]])
     np.testing.assert_allclose(r["test_acc"], pair.mean(0))
     np.testing.assert_allclose(r["test_acc_sd"], np.abs(pair[0] - pair[1]) / np.sqrt(2))

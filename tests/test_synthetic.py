@@ -31,7 +31,7 @@ def test_orthogonal_noise_has_variance_sigma_squared(bank):
     x = x.reshape(len(x), -1).astype(np.float64)
     resid = x - np.outer(x @ v, v)
     # Covariance of the orthogonal part: sigma^2 (I - v v^T); check its trace and a few entries.
-    var = (resid ** 2).sum() / (len(x) * 255)
+    var = (resid**2).sum() / (len(x) * 255)
     assert var == pytest.approx(9.0, rel=0.01)
     cov = resid.T @ resid / len(x)
     np.testing.assert_allclose(np.diag(cov).mean(), 9.0 * (1 - (v.astype(np.float64) ** 2).mean()), rtol=0.01)
@@ -59,8 +59,9 @@ def test_many_directions_at_once_equal_one_at_a_time(bank):
 def test_numpy_and_torch_give_the_same_samples(bank):
     v = random_directions(1, 256, 1)[0]
     xn = directional_samples(bank.z_train, bank.y_train.astype(np.float32), v, 1.0, 3.0)
-    xt = directional_samples(torch.from_numpy(bank.z_train), torch.from_numpy(bank.y_train.astype(np.float32)),
-                             torch.from_numpy(v), 1.0, 3.0)
+    xt = directional_samples(
+        torch.from_numpy(bank.z_train), torch.from_numpy(bank.y_train.astype(np.float32)), torch.from_numpy(v), 1.0, 3.0
+    )
     np.testing.assert_allclose(xn, xt.numpy(), atol=1e-5)
 
 
@@ -86,6 +87,7 @@ def test_interrupted_write_keeps_previous_bank(tmp_path, monkeypatch):
     before = _digest(tmp_path / "a")
 
     import nads.files
+
     real, calls = nads.files.save_npy, []
 
     def dies_on_third_file(path, array):  # a Ctrl-C in the middle of writing

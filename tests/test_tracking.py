@@ -48,8 +48,9 @@ def test_stage_run_logs_params_metrics_artifacts_and_fails_cleanly(tmp_path, mon
     assert first["metrics.acc"] == 0.5 and first["metrics.nested.k"] == 2
     assert (tmp_path / "mlartifacts" / first["run_id"] / "artifacts" / "m.json").is_file()
     # What it computed with: the installed versions, this CPU, the arithmetic settings.
-    from importlib.metadata import version
     import platform
+    from importlib.metadata import version
+
     assert first["tags.env.torch"] == version("torch") and first["tags.env.numpy"] == version("numpy")
     assert first["tags.env.matplotlib"] == version("matplotlib")
     assert first["tags.env.python"] == platform.python_version()
@@ -101,7 +102,8 @@ def test_system_metrics_every_interval_and_one_point_for_a_short_stage(tmp_path,
     assert 2 <= len(steps) <= 8 and steps == list(range(len(steps)))  # 2 s / 0.4 s, plus the last samples
     assert [m.step for m in client.get_metric_history(short.run.info.run_id, key)] == [0]
     assert {"system/system_memory_usage_megabytes", "system/disk_usage_percentage"} <= set(
-        client.get_run(short.run.info.run_id).data.metrics)
+        client.get_run(short.run.info.run_id).data.metrics
+    )
     assert ended < 1.5  # stopping the sampler costs no sampling interval
 
 
@@ -116,29 +118,60 @@ def test_data_inputs_are_the_deps_that_are_not_code_with_their_dvc_hashes(tmp_pa
     (tmp_path / "out" / "a.npy").write_bytes(b"nads of a")
     (tmp_path / "out" / "b.npy").write_bytes(b"nads of b")
     (tmp_path / "stage.py").write_text("")
-    _write_yaml(tmp_path / "dvc.yaml", {"stages": {
-        "bank": {"cmd": "x", "outs": ["data/bank"]},
-        "nads": {"matrix": {"arch": ["a", "b"]}, "cmd": "x", "outs": ["out/${item.arch}.npy"]},
-        "sweep": {"matrix": {"arch": ["a", "b"]}, "cmd": "x",
-                  "deps": ["stage.py", "data/bank", "out/${item.arch}.npy", "missing.npy"]},
-        "report": {"cmd": "x", "deps": ["stage.py", "out"]}}})
-    _write_yaml(tmp_path / "dvc.lock", {"schema": "2.0", "stages": {
-        "bank": {"cmd": "x", "outs": [{"path": "data/bank", "hash": "md5", "md5": "0123abcd.dir",
-                                       "size": 4, "nfiles": 1}]},
-        "nads@a": {"cmd": "x", "outs": [{"path": "out/a.npy", "hash": "md5", "md5": "aaaa", "size": 9}]},
-        "nads@b": {"cmd": "x", "outs": [{"path": "out/b.npy", "hash": "md5", "md5": "bbbb", "size": 3}]}}})
+    _write_yaml(
+        tmp_path / "dvc.yaml",
+        {
+            "stages": {
+                "bank": {"cmd": "x", "outs": ["data/bank"]},
+                "nads": {"matrix": {"arch": ["a", "b"]}, "cmd": "x", "outs": ["out/${item.arch}.npy"]},
+                "sweep": {
+                    "matrix": {"arch": ["a", "b"]},
+                    "cmd": "x",
+                    "deps": ["stage.py", "data/bank", "out/${item.arch}.npy", "missing.npy"],
+                },
+                "report": {"cmd": "x", "deps": ["stage.py", "out"]},
+            }
+        },
+    )
+    _write_yaml(
+        tmp_path / "dvc.lock",
+        {
+            "schema": "2.0",
+            "stages": {
+                "bank": {
+                    "cmd": "x",
+                    "outs": [{"path": "data/bank", "hash": "md5", "md5": "0123abcd.dir", "size": 4, "nfiles": 1}],
+                },
+                "nads@a": {"cmd": "x", "outs": [{"path": "out/a.npy", "hash": "md5", "md5": "aaaa", "size": 9}]},
+                "nads@b": {"cmd": "x", "outs": [{"path": "out/b.npy", "hash": "md5", "md5": "bbbb", "size": 3}]},
+            },
+        },
+    )
     # As dvc.lock records the upstream outs (the sizes agree)...
-    assert tracking.data_inputs(tmp_path, "sweep@a") == [("data/bank", "0123abcd.dir", "bank"),
-                                                         ("out/a.npy", "aaaa", "nads@a")]
+    assert tracking.data_inputs(tmp_path, "sweep@a") == [
+        ("data/bank", "0123abcd.dir", "bank"),
+        ("out/a.npy", "aaaa", "nads@a"),
+    ]
     # ...hashed here, as DVC hashes a file, where the bytes are not the recorded ones...
-    assert tracking.data_inputs(tmp_path, "sweep@b")[1] == ("out/b.npy", hashlib.md5(b"nads of b").hexdigest(),
-                                                            "nads@b")
+    assert tracking.data_inputs(tmp_path, "sweep@b")[1] == (
+        "out/b.npy",
+        hashlib.md5(b"nads of b").hexdigest(),
+        "nads@b",
+    )
     # ...and a folder that is no stage's out, as DVC hashes a folder (the .dir object's md5).
-    listing = json.dumps(sorted([{"md5": hashlib.md5(b"nads of a").hexdigest(), "relpath": "a.npy"},
-                                 {"md5": hashlib.md5(b"nads of b").hexdigest(), "relpath": "b.npy"}],
-                                key=lambda e: e["relpath"]), sort_keys=True)
-    assert tracking.data_inputs(tmp_path, "report") == [("out", hashlib.md5(listing.encode()).hexdigest() + ".dir",
-                                                         None)]
+    listing = json.dumps(
+        sorted(
+            [
+                {"md5": hashlib.md5(b"nads of a").hexdigest(), "relpath": "a.npy"},
+                {"md5": hashlib.md5(b"nads of b").hexdigest(), "relpath": "b.npy"},
+            ],
+            key=lambda e: e["relpath"],
+        ),
+        sort_keys=True,
+    )
+    assert tracking.data_inputs(tmp_path, "report") == [
+        ("out", hashlib.md5(listing.encode()).hexdigest() + ".dir", None)
+    ]
 
 
 def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_recorded(built):
@@ -146,8 +179,9 @@ def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_record
     lock = yaml.safe_load((repo.path / "dvc.lock").read_text())["stages"]
     client = mlflow.MlflowClient(repo.tracking_uri())
     runs = {}
-    for run in client.search_runs([client.get_experiment_by_name("nads").experiment_id],
-                                  order_by=["attributes.start_time ASC"]):
+    for run in client.search_runs(
+        [client.get_experiment_by_name("nads").experiment_id], order_by=["attributes.start_time ASC"]
+    ):
         runs[run.info.run_name] = run  # the latest of each stage
     assert {"sweep-fourier@lenet", "sweep-nad@lenet", "poison@lenet", "report"} <= set(runs)
     for name, run in runs.items():
@@ -156,7 +190,7 @@ def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_record
         assert logged == recorded, name
     bank = next(o["md5"] for o in lock["synthetic"]["outs"] if o["path"] == "data/synthetic")
     inputs = {i.dataset.name: i for i in runs["sweep-fourier@lenet"].inputs.dataset_inputs}
-    assert set(inputs) == {"data/synthetic", "results/models/lenet.json"}   # the data, and the model's code
+    assert set(inputs) == {"data/synthetic", "results/models/lenet.json"}  # the data, and the model's code
     assert {t.key: t.value for t in inputs["results/models/lenet.json"].tags} == {"dvc_stage": "model@lenet"}
     fourier = inputs["data/synthetic"]
     assert fourier.dataset.digest == bank

@@ -81,5 +81,5 @@ def test_trained_models_are_tested_in_eval_mode(bank):
     trained = train_batched(models, direction_batches(z, y, vt, bank), len(z), Schedule(epochs=1), "cpu")
     x, _ = direction_batches(z, y, vt, bank)(torch.arange(40))
     whole = trained.predict(x)
-    parts = torch.cat([trained.predict(x[:, i:i + 1]) for i in range(40)], 1)
+    parts = torch.cat([trained.predict(x[:, i : i + 1]) for i in range(40)], 1)
     torch.testing.assert_close(whole, parts)

@@ -1,5 +1,6 @@
 """What a user sees, in a real browser (headless Chromium): MLflow's UI on the store of the
 tiny pipeline, opened at the address `make ui` prints, and the HTML report's figures."""
+
 import html
 import json
 import os
@@ -19,15 +20,31 @@ import yaml
 from nads import tracking
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no headless Chromium on this machine "
-                                "(Debian: apt-get install chromium; .ci/run installs it)")
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="no headless Chromium on this machine (Debian: apt-get install chromium; .ci/run installs it)",
+)
 
 
 def browse(url: str, tmp_path, budget_ms: int, *flags) -> str:
     """The page's DOM once its scripts have run for `budget_ms` of (virtual) time, as text."""
-    proc = subprocess.run([CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                           f"--user-data-dir={tmp_path / 'chromium'}", f"--virtual-time-budget={budget_ms}",
-                           *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            f"--user-data-dir={tmp_path / 'chromium'}",
+            f"--virtual-time-budget={budget_ms}",
+            *flags,
+            "--dump-dom",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0 and proc.stdout, proc.stderr[-2000:]
     dom = re.sub(r"<(script|style)\b.*?</\1>", " ", proc.stdout, flags=re.S)
     return html.unescape(re.sub(r"<[^>]+>", "\n", dom))
@@ -52,12 +69,29 @@ def mlflow_ui(built, tmp_path):
     # A copy of the store: the test reads it as it is, whatever other tests of the process do.
     shutil.copyfile(repo.path / "mlflow.db", tmp_path / "mlflow.db")
     with open(log, "w") as out:
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri",
-                                   f"sqlite:///{tmp_path / 'mlflow.db'}",
-                                   "--artifacts-destination", str(repo.path / "mlartifacts"),
-                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                  cwd=tmp_path, env={**repo.env, **UI_ENV},
-                                  stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "ui",
+                "--backend-store-uri",
+                f"sqlite:///{tmp_path / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(repo.path / "mlartifacts"),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+            ],
+            cwd=tmp_path,
+            env={**repo.env, **UI_ENV},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         # A local server: never through a proxy (urlopen's would be whatever its first caller set).
         local = urllib.request.build_opener(urllib.request.ProxyHandler({}))
@@ -81,8 +115,9 @@ def test_make_ui_address_opens_the_runs_table_with_their_datasets(built, mlflow_
     client = mlflow.MlflowClient(repo.tracking_uri())
     experiment = client.get_experiment_by_name("nads")
     url = tracking.ui_url(repo.path / "mlflow.db", port=mlflow_ui)
-    assert url == (f"http://127.0.0.1:{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs"
-                   "?workflowType=machine_learning")
+    assert url == (
+        f"http://127.0.0.1:{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    )
     names = {r.info.run_name for r in client.search_runs([experiment.experiment_id])}
     assert {"nads@lenet", "sweep-fourier@lenet", "sweep-nad@lenet", "poison@lenet", "report"} <= names
 

@@ -1,4 +1,5 @@
 """torchvision and timm classifiers by name: "torchvision:<name>", "timm:<name>"."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -8,14 +9,13 @@ import pytest
 import torch
 import torch.nn as nn
 import yaml
+from test_models import _one_line_error, assert_rejected
 
 from nads import config
 from nads.config import Schedule
-from nads.errors import ParamError
 from nads.estimate import Spec, estimate_nads
 from nads.models import check_arch, get_model, probe_model
 from nads.train import init_model, train_batched
-from test_models import _one_line_error, assert_rejected
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two small models of each library; mobilenet_v3_small has dropout, the ViT has fixed-size
@@ -39,7 +39,9 @@ def test_zoo_models_take_the_inputs_and_give_the_outputs_asked_for(arch):
         model = get_model(arch, channels, classes, 32).eval()
         assert first_conv(model).in_channels == channels
         with torch.no_grad():
-            outs[channels, classes, seed] = out = model(torch.randn(5, channels, 32, 32, generator=torch.Generator().manual_seed(0)))
+            outs[channels, classes, seed] = out = model(
+                torch.randn(5, channels, 32, 32, generator=torch.Generator().manual_seed(0))
+            )
         assert out.shape == (5, classes) and torch.isfinite(out).all()
         if arch.startswith("timm:vit"):  # built for 32x32: 2x2 patches (and the class token)
             assert model.patch_embed.img_size == (32, 32) and model.pos_embed.shape[1] == 1 + 2 * 2
@@ -85,7 +87,7 @@ def test_zoo_models_train_in_the_sweep_engine_reproducibly(arch):
     x, y = torch.randn(2, 8, 1, 32, 32, generator=g), torch.randint(0, 2, (2, 8), generator=g)
     runs = []
     for k, noise in ((1, 0), (2, 0), (2, 1)):
-        torch.manual_seed(noise)   # what ran before in the process must not matter
+        torch.manual_seed(noise)  # what ran before in the process must not matter
         models = [init_model(arch, i, schedule, 1, 2, 32) for i in range(k)]
         start = {n: p.detach().clone() for n, p in models[0].named_parameters()}
         trained = train_batched(models, lambda idx: (x[:k, idx], y[:k, idx]), 8, schedule, "cpu")
@@ -97,34 +99,50 @@ def test_zoo_models_train_in_the_sweep_engine_reproducibly(arch):
     assert all(torch.equal(runs[1][n], runs[2][n]) for n in runs[1])
 
 
-
-
-@pytest.mark.parametrize("name, parts", [
-    ("torchvision:resnet19", ["unknown torchvision model; did you mean torchvision:resnet18 or ",
-                              "torchvision.models.list_models() lists all 80"]),
-    ("timm:vit_tiny_patch16", ["unknown timm model; did you mean timm:vit_tiny_patch16_384 or "
-                               "timm:vit_tiny_patch16_224", "timm.list_models() lists all"]),
-    # Classifiers only: torchvision's detection models are not.
-    ("torchvision:fasterrcnn_resnet50_fpn", ["unknown torchvision model; torchvision.models.list_models() lists all 80"]),
-    # Names become folders under results/ and DVC stage names: word characters only.
-    ("timm:resnet10t.a1_in1k", ["not a valid timm model name; use timm:<name>"]),
-    ("torchvision:../resnet18", ["not a valid torchvision model name"]),
-    ("torchvision:", ["not a valid torchvision model name"]),
-])
+@pytest.mark.parametrize(
+    "name, parts",
+    [
+        (
+            "torchvision:resnet19",
+            [
+                "unknown torchvision model; did you mean torchvision:resnet18 or ",
+                "torchvision.models.list_models() lists all 80",
+            ],
+        ),
+        (
+            "timm:vit_tiny_patch16",
+            [
+                "unknown timm model; did you mean timm:vit_tiny_patch16_384 or timm:vit_tiny_patch16_224",
+                "timm.list_models() lists all",
+            ],
+        ),
+        # Classifiers only: torchvision's detection models are not.
+        (
+            "torchvision:fasterrcnn_resnet50_fpn",
+            ["unknown torchvision model; torchvision.models.list_models() lists all 80"],
+        ),
+        # Names become folders under results/ and DVC stage names: word characters only.
+        ("timm:resnet10t.a1_in1k", ["not a valid timm model name; use timm:<name>"]),
+        ("torchvision:../resnet18", ["not a valid torchvision model name"]),
+        ("torchvision:", ["not a valid torchvision model name"]),
+    ],
+)
 def test_unknown_zoo_names_list_close_matches_in_one_line(name, parts):
     assert_rejected(name, parts, input_size=32)
 
 
 def test_a_model_made_for_larger_images_fails_in_the_probe_in_one_line():
     message = _one_line_error(probe_model, "torchvision:inception_v3", 1, 1, 32)
-    assert message.startswith("arch = 'torchvision:inception_v3': it cannot take inputs of shape (C, H, W) = "
-                              "(1, 32, 32) (torchvision models made for larger images may not fit these): "
-                              "its forward raised RuntimeError: ")
-    probe_model("torchvision:googlenet", 1, 2, 32)   # without its auxiliary classifiers: logits, not a tuple
+    assert message.startswith(
+        "arch = 'torchvision:inception_v3': it cannot take inputs of shape (C, H, W) = "
+        "(1, 32, 32) (torchvision models made for larger images may not fit these): "
+        "its forward raised RuntimeError: "
+    )
+    probe_model("torchvision:googlenet", 1, 2, 32)  # without its auxiliary classifiers: logits, not a tuple
 
 
 def test_without_timm_the_error_names_the_extra(monkeypatch):
-    monkeypatch.setitem(sys.modules, "timm", None)   # `import timm` fails, as when it is not installed
+    monkeypatch.setitem(sys.modules, "timm", None)  # `import timm` fails, as when it is not installed
     message = _one_line_error(check_arch, "timm:resnet10t")
     assert message == "arch = 'timm:resnet10t': timm is not installed; pip install 'nads[timm]'"
     check_arch("torchvision:resnet18")
@@ -149,20 +167,41 @@ def test_check_params_accepts_zoo_names_and_rejects_misspelt_ones(tmp_path, monk
     assert cli.main(["check-params", "--params", str(path)]) == 0
     path = _params(tmp_path, nads=["logreg", "lenet", "timm:vit_tiny_patch16_244"])
     assert cli.main(["check-params", "--params", str(path)]) == 2
-    assert capsys.readouterr().err.startswith("error: archs.nads: arch = 'timm:vit_tiny_patch16_244': unknown timm "
-                                              "model; did you mean timm:vit_tiny_patch16_224")
+    assert capsys.readouterr().err.startswith(
+        "error: archs.nads: arch = 'timm:vit_tiny_patch16_244': unknown timm "
+        "model; did you mean timm:vit_tiny_patch16_224"
+    )
     monkeypatch.setitem(sys.modules, "timm", None)
     assert cli.main(["check-params", "--params", str(_params(tmp_path, nads=both))]) == 2
-    assert capsys.readouterr().err == ("error: archs.nads: arch = 'timm:vit_tiny_patch16_224': timm is not "
-                                       "installed; pip install 'nads[timm]'\n")
+    assert capsys.readouterr().err == (
+        "error: archs.nads: arch = 'timm:vit_tiny_patch16_224': timm is not installed; pip install 'nads[timm]'\n"
+    )
 
 
 @pytest.mark.parametrize("arch", ["torchvision:resnet18", "timm:resnet10t"])
 def test_estimate_from_the_command_line(tmp_path, arch):
     out = tmp_path / "n.npz"
-    proc = subprocess.run([sys.executable, "-m", "nads.cli", "estimate", "--arch", arch, "--input-shape", "1,4,4",
-                           "--networks", "4", "--device", "cpu", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "nads.cli",
+            "estimate",
+            "--arch",
+            arch,
+            "--input-shape",
+            "1,4,4",
+            "--networks",
+            "4",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert f"16 NADs of {arch} from 4 networks" in proc.stdout
     with np.load(out) as f:

@@ -1,4 +1,5 @@
 """Small models with known gradient statistics, loaded by name as 'toy_models:<factory>'."""
+
 import torch
 import torch.nn as nn
 
@@ -128,7 +129,7 @@ def raises_when_built(in_channels, num_classes, input_size):
 
 
 def one_channel_only(in_channels, num_classes, input_size):
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * input_size ** 2, num_classes))
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.Flatten(), nn.Linear(4 * input_size**2, num_classes))
 
 
 def reporting_job(common, job):

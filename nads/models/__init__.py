@@ -11,6 +11,7 @@ nads.codedeps.model_files names the files an architecture's numbers depend on: t
 pipeline hashes them (stage model@<arch>), so that editing one family reruns only
 its architectures' stages. This module imports torch only inside its functions.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -23,10 +24,16 @@ from typing import Callable
 # its poolings (or strided downsampling), the paper's control for where the bias comes from.
 ARCHS: dict[str, tuple[str, str, dict]] = {
     "logreg": ("logreg", "LogReg", {}),
-    **{f"{name}{suffix}": (family, cls, {} if not suffix else {"pool": False})
-       for name, family, cls in (("lenet", "lenet", "LeNet"), ("vgg11_bn", "vgg", "VGG11BN"),
-                                 ("resnet18", "resnet", "ResNet18"), ("densenet121", "densenet", "DenseNet121"))
-       for suffix in ("", "_nopool")},
+    **{
+        f"{name}{suffix}": (family, cls, {} if not suffix else {"pool": False})
+        for name, family, cls in (
+            ("lenet", "lenet", "LeNet"),
+            ("vgg11_bn", "vgg", "VGG11BN"),
+            ("resnet18", "resnet", "ResNet18"),
+            ("densenet121", "densenet", "DenseNet121"),
+        )
+        for suffix in ("", "_nopool")
+    },
     # The atlas: families the paper did not study, CIFAR-scale and small enough for NADs and a
     # Fourier sweep on a 2-core CPU (profiles/atlas.yaml). Each keeps what defines its family,
     # which is what could bias its directions: a patch-p stem (a linear map of non-overlapping
@@ -61,18 +68,22 @@ def _factory(name: str) -> Callable:
     if name in ARCHS:
         family, cls, kwargs = ARCHS[name]
         return partial(getattr(importlib.import_module(f"{__name__}.{family}"), cls), **kwargs)
-    if name.partition(":")[0] in ZOOS:   # before the import path, which these names also match
+    if name.partition(":")[0] in ZOOS:  # before the import path, which these names also match
         from .zoo import zoo_factory
 
         return zoo_factory(name)
     if ":" not in name:
         close = get_close_matches(name, list_models())
         hint = f"did you mean {' or '.join(close)}? " if close else ""
-        raise ValueError(f"arch = {name!r}: unknown architecture; {hint}allowed: {', '.join(list_models())}, "
-                         f"or {_IMPORT_FORM} for your own model")
+        raise ValueError(
+            f"arch = {name!r}: unknown architecture; {hint}allowed: {', '.join(list_models())}, "
+            f"or {_IMPORT_FORM} for your own model"
+        )
     if name.startswith("."):
-        raise ValueError(f"arch = {name!r}: relative module paths are not allowed; "
-                         "use an absolute import path such as mypkg.models:build")
+        raise ValueError(
+            f"arch = {name!r}: relative module paths are not allowed; "
+            "use an absolute import path such as mypkg.models:build"
+        )
     if not _IMPORT_PATH.fullmatch(name):
         raise ValueError(f"arch = {name!r}: not a valid import path; use {_IMPORT_FORM}")
     module_name, _, attr = name.partition(":")
@@ -124,8 +135,10 @@ def probe_model(name: str, in_channels: int, num_classes: int, input_size: int, 
         try:
             model = factory(in_channels=in_channels, num_classes=num_classes, input_size=input_size)
         except Exception as e:
-            raise fail(f"building it with in_channels={in_channels}, num_classes={num_classes}, "
-                       f"input_size={input_size} raised {one_line(e)}") from None
+            raise fail(
+                f"building it with in_channels={in_channels}, num_classes={num_classes}, "
+                f"input_size={input_size} raised {one_line(e)}"
+            ) from None
         model = _as_module(name, model).eval()
         try:
             with torch.no_grad():
@@ -133,14 +146,18 @@ def probe_model(name: str, in_channels: int, num_classes: int, input_size: int, 
         except Exception as e:
             zoo = name.partition(":")[0]
             hint = f" ({zoo} models made for larger images may not fit these)" if zoo in ZOOS else ""
-            raise fail(f"it cannot take inputs of shape (C, H, W) = {shape}{hint}: its forward raised "
-                       f"{one_line(e)}") from None
+            raise fail(
+                f"it cannot take inputs of shape (C, H, W) = {shape}{hint}: its forward raised {one_line(e)}"
+            ) from None
     if not isinstance(out, torch.Tensor):
         raise fail(f"its forward returns {type(out).__name__}, not {expected}")
     if tuple(out.shape) != (batch, num_classes):
-        raise fail(f"its forward returns shape {tuple(out.shape)} for inputs of shape (C, H, W) = {shape}; "
-                   f"expected {expected}")
+        raise fail(
+            f"its forward returns shape {tuple(out.shape)} for inputs of shape (C, H, W) = {shape}; expected {expected}"
+        )
     bad = int((~torch.isfinite(out)).sum())
     if bad:
-        raise fail(f"{bad} of its {out.numel()} outputs are NaN or inf at initialisation "
-                   f"(standard-normal inputs of shape (C, H, W) = {shape})")
+        raise fail(
+            f"{bad} of its {out.numel()} outputs are NaN or inf at initialisation "
+            f"(standard-normal inputs of shape (C, H, W) = {shape})"
+        )

@@ -1,4 +1,5 @@
 """A ConvNeXt at CIFAR scale (the atlas)."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,6 @@ class ChannelsLastNorm(nn.LayerNorm):
 
     def forward(self, x):
         return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
-
-
 
 
 class ConvNeXtBlock(nn.Module):

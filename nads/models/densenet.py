@@ -1,4 +1,5 @@
 """DenseNet-121, CIFAR-style (and without its poolings)."""
+
 from __future__ import annotations
 
 import torch

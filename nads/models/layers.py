@@ -1,4 +1,5 @@
 """Layers the CNN families share: a faster exact 2x2 max pooling, and the input-size check."""
+
 from __future__ import annotations
 
 import torch
@@ -65,8 +66,10 @@ class _Max2x2(torch.autograd.Function):
         gx = g.new_zeros(ctx.shape) if ctx.shape[-2:] != (h, w) else g.new_empty(ctx.shape)
         # Multiplying by a bool mask: ~5x faster than torch.where on CPUs (not
         # vectorised there); differs from max_pool2d only for inf/NaN gradients.
-        for (i, j), won in zip(((0, 0), (0, 1), (1, 0), (1, 1)),
-                               (top & ~right_top, top & right_top, bottom & ~right_bottom, bottom & right_bottom)):
+        for (i, j), won in zip(
+            ((0, 0), (0, 1), (1, 0), (1, 1)),
+            (top & ~right_top, top & right_top, bottom & ~right_bottom, bottom & right_bottom),
+        ):
             gx[..., i:h:2, j:w:2] = g * won
         return gx
 

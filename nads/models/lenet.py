@@ -1,4 +1,5 @@
 """LeNet-5, as in the paper (and without its poolings)."""
+
 from __future__ import annotations
 
 import torch.nn as nn

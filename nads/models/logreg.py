@@ -1,4 +1,5 @@
 """Logistic regression: the linear baseline, which learns every direction."""
+
 from __future__ import annotations
 
 import torch.nn as nn

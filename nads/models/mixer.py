@@ -1,4 +1,5 @@
 """An MLP-Mixer at CIFAR scale (the atlas)."""
+
 from __future__ import annotations
 
 import torch.nn as nn

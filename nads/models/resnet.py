@@ -1,4 +1,5 @@
 """ResNet-18, CIFAR-style (and without its downsampling)."""
+
 from __future__ import annotations
 
 import torch.nn as nn

@@ -1,4 +1,5 @@
 """Pieces the patch-token families (ViT, MLP-Mixer, ConvNeXt's blocks) share."""
+
 from __future__ import annotations
 
 import torch.nn as nn

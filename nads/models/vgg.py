@@ -1,4 +1,5 @@
 """VGG-11 with batch norm (and without its poolings)."""
+
 from __future__ import annotations
 
 import torch.nn as nn

@@ -1,4 +1,5 @@
 """A vision transformer at CIFAR scale (the atlas: a family the paper did not study)."""
+
 from __future__ import annotations
 
 import torch
@@ -36,8 +37,7 @@ class ViT(nn.Module):
     """A vision transformer: patch-p tokens with learned position embeddings (std 0.02, as
     timm), pre-norm blocks, the tokens' mean into a linear head (no class token)."""
 
-    def __init__(self, in_channels=1, num_classes=1, input_size=32, patch=4, dim=48, depth=2, heads=3,
-                 mlp_ratio=2):
+    def __init__(self, in_channels=1, num_classes=1, input_size=32, patch=4, dim=48, depth=2, heads=3, mlp_ratio=2):
         super().__init__()
         self.patches = PatchTokens(in_channels, dim, patch, input_size, f"vit_p{patch}")
         self.pos = nn.Parameter(0.02 * torch.randn(1, self.patches.tokens, dim))

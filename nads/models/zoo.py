@@ -1,4 +1,5 @@
 """torchvision:<name> and timm:<name>: any classifier of those libraries."""
+
 from __future__ import annotations
 
 import re
@@ -19,10 +20,13 @@ _ZOO_NAME = re.compile(r"\w+", re.ASCII)
 def zoo_factory(name: str) -> Callable[..., nn.Module]:
     zoo, _, model = name.partition(":")
     if not _ZOO_NAME.fullmatch(model):
-        raise ValueError(f"arch = {name!r}: not a valid {zoo} model name; use {zoo}:<name> (letters, digits, "
-                         f"underscores), e.g. {'torchvision:resnet18' if zoo == 'torchvision' else 'timm:resnet10t'}")
+        raise ValueError(
+            f"arch = {name!r}: not a valid {zoo} model name; use {zoo}:<name> (letters, digits, "
+            f"underscores), e.g. {'torchvision:resnet18' if zoo == 'torchvision' else 'timm:resnet10t'}"
+        )
     if zoo == "torchvision":
         import torchvision
+
         # Classifiers only: the submodules' detection, segmentation and video models do not
         # map an image to class scores.
         known, lister = torchvision.models.list_models(module=torchvision.models), "torchvision.models.list_models()"
@@ -69,17 +73,36 @@ def _torchvision(model: str, in_channels: int, num_classes: int, input_size: int
         # with PyTorch's default initialisation; every other layer keeps torchvision's.
         layer, conv = next((n, m) for n, m in net.named_modules() if isinstance(m, nn.Conv2d))
         if conv.in_channels != 3 or conv.groups != 1:
-            raise ValueError(f"torchvision:{model}: its first convolution {layer} takes {conv.in_channels} "
-                             f"channels in {conv.groups} groups, not the RGB image; cannot adapt it to "
-                             f"{in_channels} channels")
-        net.set_submodule(layer, nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                                           conv.padding, conv.dilation, bias=conv.bias is not None,
-                                           padding_mode=conv.padding_mode))
+            raise ValueError(
+                f"torchvision:{model}: its first convolution {layer} takes {conv.in_channels} "
+                f"channels in {conv.groups} groups, not the RGB image; cannot adapt it to "
+                f"{in_channels} channels"
+            )
+        net.set_submodule(
+            layer,
+            nn.Conv2d(
+                in_channels,
+                conv.out_channels,
+                conv.kernel_size,
+                conv.stride,
+                conv.padding,
+                conv.dilation,
+                bias=conv.bias is not None,
+                padding_mode=conv.padding_mode,
+            ),
+        )
     return net
 
 
 def _timm(model: str, in_channels: int, num_classes: int, input_size: int) -> nn.Module:
     import timm
 
-    return _with_image_size(timm.create_model, "img_size", input_size, model_name=model, pretrained=False,
-                            num_classes=num_classes, in_chans=in_channels)
+    return _with_image_size(
+        timm.create_model,
+        "img_size",
+        input_size,
+        model_name=model,
+        pretrained=False,
+        num_classes=num_classes,
+        in_chans=in_channels,
+    )
