@@ -403,6 +403,11 @@ def import_ray():
 Executor = LocalExecutor | RayExecutor
 
 
+def executor_for(params) -> Executor:
+    """The executor a params file names (executor, and the ray section for a cluster)."""
+    return make_executor(params.executor, params["ray"].address, params["ray"].max_retries)
+
+
 def make_executor(executor: str | Executor = "local", ray_address: str = "auto", max_retries: int = 3) -> Executor:
     """An executor from its name ('local' or 'ray'), or the executor given."""
     if isinstance(executor, (LocalExecutor, RayExecutor)):
