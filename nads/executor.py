@@ -384,7 +384,7 @@ def _ray_call(fn, common, job, code: str):
     # Ray hands shared numpy arrays over zero-copy, read-only; jobs never write to them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     torch.set_num_threads(1)  # the task's one CPU, whatever OMP_NUM_THREADS says
-    events = []
+    events: list = []
     result, units = _run_job(fn, common, job, events.append, None)
     return result, units, events
 
