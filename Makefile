@@ -98,11 +98,13 @@ test: $(TEST)
 test-fast: $(TEST)
 	python -m pytest -m "not slow"
 
-# The linter and the formatter (ruff; settings in pyproject.toml); CI runs this before the tests.
-# `ruff format .` and `ruff check --fix .` repair what they report.
+# The linter, the formatter (ruff) and the type checker on nads/ (mypy; settings in
+# pyproject.toml); CI runs this before the tests. `ruff format .` and `ruff check --fix .`
+# repair what ruff reports.
 lint: $(TEST)
 	ruff check .
 	ruff format --check .
+	mypy
 
 # On a GPU machine (issue #14): correctness against the CPU, throughput, paper-profile hours; ~6 minutes.
 gpu-check: $(MAIN)

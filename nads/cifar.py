@@ -82,7 +82,7 @@ def poisoning(
         ["clean"] + [f"nad{k}" for k in nad_indices],
     )
     monitor = Monitor(len(sets), progress, "model", log, "models")
-    results = {}
+    results: dict = {}
     for ids, part in zip(groups, executor.map(_poison_group, groups, common, dev, monitor=monitor)):
         results.update(zip(ids, part))
     monitor.close()
@@ -110,7 +110,7 @@ def _poison_group(common, ids):
     s = torch.from_numpy(signs).to(dev)
     models = [init_model(arch, i, schedule, 3, 10, 32) for i in ids]
     test = carrier_batches(x_te, y_te, y_te, torch.zeros_like(c), s, epsilon)
-    tested = []
+    tested: list = []
     trained = train_batched(
         models,
         carrier_batches(x_tr, y_tr, y_tr, c, s, epsilon),
@@ -182,7 +182,7 @@ def _flip_job(common, flip: bool) -> float:
         return lambda idx: (xs[split][idx.to(dev)][None], ys[split][idx.to(dev)][None])
 
     # Model 0 in both jobs: the same initialisation, so only the data differ.
-    tested = []
+    tested: list = []
     train_batched(
         [init_model(arch, 0, schedule, 3, 10, 32)],
         batches("train"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+from collections.abc import Collection
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,7 @@ def imports(path: Path, root: Path = ROOT) -> set[Path]:
     return found
 
 
-def closure(program: Path, root: Path = ROOT, skip: set = frozenset()) -> set[Path]:
+def closure(program: Path, root: Path = ROOT, skip: Collection[Path] = frozenset()) -> set[Path]:
     """`program` and every project file it imports, directly or not (not following
     the imports of the files in `skip`)."""
     seen, todo = set(), [Path(program).resolve()]
@@ -79,4 +80,6 @@ def model_files(name: str) -> list[Path]:
         core = here / "__init__.py"
         return sorted(f for f in closure(family, skip={core}) if f.parent == here and f != core)
     models.check_arch(name)  # imports the user's module: a clear error if it cannot
-    return [Path(importlib.util.find_spec(name.partition(":")[0]).origin).resolve()]
+    spec = importlib.util.find_spec(name.partition(":")[0])
+    assert spec is not None and spec.origin is not None  # (check_arch imported it)
+    return [Path(spec.origin).resolve()]

@@ -24,9 +24,9 @@ def radius_by_group(nads: np.ndarray, shape, groups=INDEX_GROUPS) -> dict:
 
 def _finite(*arrays) -> list:
     """The arrays as float64, restricted to the entries where all of them are finite (NaN marks a missing one)."""
-    arrays = [np.asarray(a, dtype=np.float64) for a in arrays]
-    keep = np.logical_and.reduce([np.isfinite(a) for a in arrays])
-    return [a[keep] for a in arrays]
+    floats = [np.asarray(a, dtype=np.float64) for a in arrays]
+    keep = np.logical_and.reduce([np.isfinite(a) for a in floats])
+    return [a[keep] for a in floats]
 
 
 def paired(ours, theirs) -> dict:

@@ -81,7 +81,8 @@ class Section:
         pass
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+        values = dataclasses.asdict(self)  # type: ignore[call-overload]  # (every Section subclass is a dataclass)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import shutil
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -67,7 +68,14 @@ class SourceError(InputError):
     """A CIFAR-10 source that cannot be read."""
 
 
-def _bad(source, found: str):
+def _member(tar: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    f = tar.extractfile(member)
+    if f is None:  # (members are regular files: the caller filtered them)
+        raise tarfile.TarError(f"{member.name}: not a regular file")
+    return f.read()
+
+
+def _bad(source, found: str) -> NoReturn:
     raise SourceError(
         f"CIFAR-10 source {str(source)!r}: {found}. Allowed: the original cifar-10-python.tar.gz or "
         "its cifar-10-batches-py/ folder, or an image-folder tree (train/<class>/*, test/<class>/*) "
@@ -144,11 +152,9 @@ def _from_archive(source, path: Path) -> Cifar10:
                         "(truncated or corrupt)",
                     )
                 by_base = {n.rsplit("/", 1)[-1]: m for n, m in members.items()}
-                return _from_batches(
-                    source, lambda name: tar.extractfile(by_base[name]).read() if name in by_base else None
-                )
+                return _from_batches(source, lambda name: _member(tar, by_base[name]) if name in by_base else None)
             # An image tree, possibly under one top-level folder.
-            data = {n: tar.extractfile(m).read() for n, m in members.items() if n.lower().endswith(IMAGE_SUFFIXES)}
+            data = {n: _member(tar, m) for n, m in members.items() if n.lower().endswith(IMAGE_SUFFIXES)}
     except (tarfile.TarError, EOFError, OSError) as e:
         _bad(source, f"an unreadable archive ({type(e).__name__}: {e}); it may be truncated or corrupt")
     roots = {n.split("/train/")[0] if "/train/" in n else n.split("/test/")[0] if "/test/" in n else None for n in data}

@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 import torch
@@ -194,6 +195,7 @@ class Engine:
             x = torch.stack([spec.point_for(i) for i in networks]).to(self._dev)
             x.requires_grad_(True)
             _group_forward(models, shared=False)(x[:, None]).float().sum().backward()
+            assert x.grad is not None
             return x.grad.reshape(len(networks), -1)
 
     @torch.no_grad()
@@ -238,7 +240,7 @@ class Engine:
         # Built once per (spec, device) and shared by every network.
         key = (spec.input_shape, spec.step, spec.seed, str(self._dev))
         if getattr(self, "_chunk_key", None) != key:
-            per = max(1, self.inputs_per_chunk // 2)
+            per = max(1, cast(int, self.inputs_per_chunk) // 2)  # (an int since __post_init__)
             self._chunk_cache = [
                 (a, min(a + per, spec.dim), fd_inputs(x0, spec.step, a, min(a + per, spec.dim)))
                 for a in range(0, spec.dim, per)
@@ -253,8 +255,9 @@ class Engine:
         independent of batching and sharding."""
         halves = (GradientMoments(spec.dim, self._dev), GradientMoments(spec.dim, self._dev))
         networks = list(networks)
-        for b in range(0, len(networks), self.networks_per_batch):
-            ids = networks[b : b + self.networks_per_batch]
+        batch = cast(int, self.networks_per_batch)  # (an int since __post_init__)
+        for b in range(0, len(networks), batch):
+            ids = networks[b : b + batch]
             g = self.gradients(spec, ids)
             parity = torch.tensor([i % 2 for i in ids], device=g.device)
             for h in (0, 1):

@@ -384,7 +384,7 @@ def _ray_call(fn, common, job, code: str):
     # Ray hands shared numpy arrays over zero-copy, read-only; jobs never write to them.
     warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
     torch.set_num_threads(1)  # the task's one CPU, whatever OMP_NUM_THREADS says
-    events = []
+    events: list = []
     result, units = _run_job(fn, common, job, events.append, None)
     return result, units, events
 
@@ -401,6 +401,11 @@ def import_ray():
 
 
 Executor = LocalExecutor | RayExecutor
+
+
+def executor_for(params) -> Executor:
+    """The executor a params file names (executor, and the ray section for a cluster)."""
+    return make_executor(params.executor, params["ray"].address, params["ray"].max_retries)
 
 
 def make_executor(executor: str | Executor = "local", ray_address: str = "auto", max_retries: int = 3) -> Executor:

@@ -181,7 +181,7 @@ def curve_comparison(curves: dict, path, title: str = "") -> None:
     "published" as a line, a spread as a band."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for j, (label, curve) in enumerate(curves.items()):
-        style = dict(color="0.6", lw=1) if label == "published" else dict(marker="o", ms=5 - 2 * j, lw=1.2)
+        style: dict = dict(color="0.6", lw=1) if label == "published" else dict(marker="o", ms=5 - 2 * j, lw=1.2)
         (line,) = ax.plot(*curve[:2], label=label, **style)
         if len(curve) > 2 and curve[2] is not None:
             ax.fill_between(curve[0], *curve[2], color=line.get_color(), alpha=0.2, lw=0)

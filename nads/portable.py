@@ -62,14 +62,14 @@ def environment() -> dict:
 
 def status() -> dict:
     """What is in effect in this process: for the record of every run, and for `check`."""
-    out = {"portable": enabled()}
+    out: dict = {"portable": enabled()}
     if "torch" in sys.modules:
         import torch
 
         out["torch_cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         out["torch_threads"] = torch.get_num_threads()
     if "numpy" in sys.modules:
-        from numpy._core import _multiarray_umath as m  # numpy >= 2 (the lock's)
+        from numpy._core import _multiarray_umath as m  # type: ignore[attr-defined]  # numpy >= 2 (the lock's)
 
         out["numpy_avx512"] = bool(m.__cpu_features__.get("AVX512F")) and not _numpy_avx512_disabled(m)
     return out

@@ -79,7 +79,7 @@ class Monitor:
         self.total, self.done, self.log, self.name = total, 0.0, log, name
         self.resumed_units = 0.0
         self.started = time.monotonic()
-        self.logged_at = -LOG_EVERY_S
+        self.logged_at: float = -LOG_EVERY_S
 
     def resumed(self, units: float) -> None:
         """Work done by an earlier, interrupted run: counted as done, not in the rate."""

@@ -70,7 +70,7 @@ def fourier_section(root: Path, arch: str) -> Section:
             if arch == "logreg"
             else f"Without pooling, {arch} learns almost every direction"
         )
-        s.claims.append(Claim(text, spread, np.mean(acc > 0.9) >= 0.9))
+        s.claims.append(Claim(text, spread, bool(np.mean(acc > 0.9) >= 0.9)))
     elif arch != "lenet":
         s.claims.append(
             Claim(f"{arch} fails on some directions that logistic regression learns", spread, np.nanmin(acc) < 0.6)

@@ -29,13 +29,15 @@ class FirstLayerShortcut:
 
     def __init__(self, model: torch.nn.Module, x0: torch.Tensor, chunks):
         self.name, self.in_shape, self.pool = self._first_layer(model, x0)
-        layer = model.get_submodule(self.name)
+        layer: torch.nn.Module = model.get_submodule(self.name)
+        assert isinstance(layer.weight, torch.Tensor)
         with torch.no_grad():
             ids = torch.arange(1, layer.weight.numel() + 1, dtype=torch.float64).reshape(layer.weight.shape)
             probe = {"weight": ids}
-            if getattr(layer, "bias", None) is not None:
-                probe["bias"] = torch.zeros(layer.bias.shape, dtype=torch.float64)
-            self.index = []
+            bias = getattr(layer, "bias", None)
+            if isinstance(bias, torch.Tensor):
+                probe["bias"] = torch.zeros(bias.shape, dtype=torch.float64)
+            self.index: list = []
             for start, stop, _ in chunks:
                 basis = torch.zeros(stop - start, x0.numel(), dtype=torch.float64)
                 basis[torch.arange(stop - start), torch.arange(start, stop)] = 1.0
@@ -47,7 +49,10 @@ class FirstLayerShortcut:
         if self.pool is not None:
             if len(self.out_shape) != 3 or min(self.out_shape[1:]) < 2:
                 raise LookupError("the pooled first layer needs (C, H, W) outputs of at least 2x2")
-            self.index = [self._pooled_index(*ix, stop - start) for ix, (start, stop, _) in zip(self.index, chunks)]
+            self.index = [
+                self._pooled_index(rows, pos, wid, stop - start)
+                for (rows, pos, wid), (start, stop, _) in zip(self.index, chunks)
+            ]
 
     @staticmethod
     def _first_layer(model, x0):

@@ -32,6 +32,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -157,6 +158,7 @@ def _dvc_hash(path: Path, root: Path) -> str:
     _, _, obj = build(
         HashFileDB(MemoryFileSystem(), "/"), str(path), fs, "md5", ignore=DvcIgnoreFilter(fs, str(root)), dry_run=True
     )
+    assert obj.hash_info.value is not None
     return obj.hash_info.value
 
 
@@ -223,7 +225,7 @@ class StageRun:
         self.run = run
         self.uri = uri
         self.lost = False
-        self._monitor = None
+        self._monitor: Any = None  # mlflow's SystemMetricsMonitor while it samples
 
     def _try(self, fn, *args, **kwargs) -> None:
         if self.lost:
@@ -255,10 +257,12 @@ class StageRun:
     def log_inputs(self, inputs) -> None:
         """Each (path, DVC hash, producing stage) as a dataset input: the runs table's Dataset column."""
         from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # (registered at import)
 
         for path, digest, producer in inputs:
-            dataset = MetaDataset(LocalArtifactDatasetSource(Path(path).absolute().as_uri()), name=path, digest=digest)
+            dataset = MetaDataset(  # type: ignore[abstract]  # (MetaDataset is the concrete one for data by reference)
+                LocalArtifactDatasetSource(Path(path).absolute().as_uri()), name=path, digest=digest
+            )
             self._try(self._mlflow.log_input, dataset, tags={"dvc_stage": producer} if producer else None)
 
     def watch_system(self) -> None:

@@ -72,7 +72,7 @@ class Trained:
         # Measured on a CPU (LeNet, one thread): 1000-sample batches cost 1.8-2.2x more
         # per sample than 256-sample ones (oneDNN's convolutions fall out of cache).
         chunk = chunk or (256 if self.diverged.device.type == "cpu" else 4096)
-        correct = 0
+        correct = torch.zeros((), dtype=torch.long)
         for start in range(0, n, chunk):
             x, y = batches(torch.arange(start, min(start + chunk, n)))
             correct = correct + (self.predict(x).argmax(-1) == y).sum(1)
@@ -111,7 +111,7 @@ def train_batched(
 
     k = len(models)
     total = schedule.epochs * schedule.steps_per_epoch(n_train)
-    state = {
+    state: dict = {
         "epoch": 0,
         "step": 0,
         "params": params,

@@ -15,11 +15,9 @@ from __future__ import annotations
 import signal
 import sys
 from contextlib import contextmanager
-from functools import cached_property
 from pathlib import Path
 
 from nads import config, environment, errors, files, portable, resume, tracking
-from nads.executor import make_executor
 from nads.models import probe_model
 
 PARTIAL = Path(".nads/partial")  # resumable work of interrupted stages (not a DVC output)
@@ -39,11 +37,6 @@ class Stage:
         """The staging counterpart of the real folder `final`: what is written into it
         replaces the entries of the same names in `final`, all outputs together."""
         return self._outputs.folder(final)
-
-    @cached_property
-    def executor(self):
-        ray = self.params["ray"]
-        return make_executor(self.params.executor, ray.address, ray.max_retries)
 
     def finish(self, metrics: dict, metrics_path, *artifacts) -> None:
         """Write the metrics JSON for DVC; the same metrics and the artifacts go to

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from nads.cifar import flipped
 from nads.datasets import Cifar10
+from nads.executor import executor_for
 from stages.common import check_model, load_nads, stage
 
 
@@ -20,7 +21,7 @@ def main(arch: str) -> None:
             cfg.schedule(),
             cfg.n_train,
             st.params.device,
-            st.executor,
+            executor_for(st.params),
             progress=f"flip {arch}",
             log=st.log_step,
         )

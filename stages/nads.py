@@ -5,6 +5,7 @@ from pathlib import Path
 
 from nads import files
 from nads.estimate import AGREEMENT_K, estimate_nads, subspace_agreement
+from nads.executor import executor_for
 from nads.spectral import index_frequency_correlation
 from stages.common import check_model, stage
 
@@ -23,7 +24,7 @@ def main(arch: str) -> None:
             seed=cfg.seed,
             device=st.params.device,
             precision=cfg.precision,
-            executor=st.executor,
+            executor=executor_for(st.params),
             log=st.log_step,
         )
         result = estimate_nads(estimator=cfg.estimator, progress=True, **common)

@@ -6,6 +6,7 @@ from pathlib import Path
 from nads import files
 from nads.cifar import poisoning
 from nads.datasets import Cifar10
+from nads.executor import executor_for
 from stages.common import check_model, load_nads, stage
 
 
@@ -26,7 +27,7 @@ def main(arch: str) -> None:
             cfg.n_train,
             st.params.device,
             st.params.models_per_batch or None,
-            st.executor,
+            executor_for(st.params),
             progress=f"poison {arch}",
             log=st.log_step,
         )

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from nads import errors, files, predict, published
+from nads.executor import executor_for
 from nads.sweep import sweep_seeds
 from nads.synthetic import load_bank
 from stages.common import check_model, load_nads, stage
@@ -42,7 +43,7 @@ def main(arch: str, family: str) -> None:
             seeds,
             st.params.device,
             st.params.models_per_batch or None,
-            st.executor,
+            executor_for(st.params),
             progress=f"sweep {arch} {family}",
             log=st.log_step,
         )

@@ -5,6 +5,7 @@ functions included), followed from module to module. A stage that imports a
 module DVC does not know about would not rerun when that module changes.
 """
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,9 @@ NOT_DEPS = {
     "nads/models/__init__.py": "finds an architecture's constructor by name and probes it; the code that builds "
     "its networks is a dep through results/models/<arch>.json (stage model@<arch>, "
     "which depends on all of nads/models)",
+    "nads/progress.py": "progress bars and step metrics for MLflow: what it hands back to the computation is "
+    "nothing, or (end_job) the units of work a job reported, which only the progress display and the resume "
+    "store's count read (test_the_progress_module_hands_back_nothing_a_result_uses)",
     "nads/environment.py": "checks that the installed packages are the locked ones and records them; "
     "the locked versions themselves are a dep (requirements/versions.yaml)",
 }
@@ -80,6 +84,27 @@ def test_no_import_cycle_among_the_librarys_modules():
 
     for p in sorted(graph):
         visit(p)
+
+
+def test_the_progress_module_hands_back_nothing_a_result_uses():
+    """Every function of nads/progress.py returns nothing, but end_job, whose units the
+    executor alone takes, to count progress (and resumed work) by."""
+    tree = ast.parse((ROOT / "nads/progress.py").read_text())
+    returning = {
+        f.name
+        for f in ast.walk(tree)
+        if isinstance(f, ast.FunctionDef)
+        and any(isinstance(r, ast.Return) and r.value is not None for r in ast.walk(f))
+    }
+    assert returning == {"end_job"}
+    callers = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "nads").rglob("*.py")
+        if "end_job()" in p.read_text() and p.name != "progress.py"
+    }
+    assert callers == {"nads/executor.py"}
+    units = (ROOT / "nads/executor.py").read_text()
+    assert "units = progress.end_job()" in units and "return result, units" in units
 
 
 # Stages whose outputs no library version can change: check-params writes nothing, reference

@@ -83,10 +83,10 @@ def _torchvision(model: str, in_channels: int, num_classes: int, input_size: int
             nn.Conv2d(
                 in_channels,
                 conv.out_channels,
-                conv.kernel_size,
-                conv.stride,
-                conv.padding,
-                conv.dilation,
+                conv.kernel_size,  # type: ignore[arg-type]  # (an existing Conv2d's own settings)
+                conv.stride,  # type: ignore[arg-type]
+                conv.padding,  # type: ignore[arg-type]
+                conv.dilation,  # type: ignore[arg-type]
                 bias=conv.bias is not None,
                 padding_mode=conv.padding_mode,
             ),
