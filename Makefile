@@ -121,6 +121,6 @@ profile-quick profile-paper profile-paper-cpu profile-atlas: profile-%:
 UI_PORT ?= 5000
 UI_HOST ?= 127.0.0.1
 ui: $(MAIN)
-	@echo "MLflow UI, the runs of experiment nads: $$(python -m nads.tracking ui-url $(UI_PORT))"
+	@echo "MLflow UI, the runs of experiment nads: $$(python -m nads.ui $(UI_PORT))"
 	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
 	  mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host $(UI_HOST) --port $(UI_PORT) --workers 1

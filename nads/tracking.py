@@ -13,18 +13,16 @@ A run ends FINISHED, FAILED, or KILLED (Ctrl-C, SIGTERM); a run whose process
 was killed outright (kill -9) is marked KILLED by the next stage that starts.
 
 Run as a DVC stage, a run also records the data it read (its deps that are not
-code) as MLflow dataset inputs, each with its DVC hash as digest, and samples
+code; nads.lineage) as MLflow dataset inputs, each with its DVC hash as digest, and samples
 the machine's CPU, memory, disk, network (and GPU with nvidia-ml-py) as
 `system/...` metrics.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import logging
 import os
-import re
 import socket
 import subprocess
 import sys
@@ -34,9 +32,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from . import environment
+from . import environment, lineage
 from .errors import InputError
 from .files import pid_alive
 
@@ -130,90 +126,6 @@ def _experiment_id(mlflow, artifact_location: str | None) -> str:
     if KIND_TAG not in exp.tags:  # made by an earlier version of this module
         mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
     return exp.experiment_id
-
-
-def ui_url(db: Path, host: str = "127.0.0.1", port: int = 5000) -> str:
-    """The address of experiment `nads`'s runs table in `mlflow ui` on the SQLite store `db`
-    (the experiment list until a stage has created the experiment)."""
-    import sqlite3
-
-    base, ml = f"http://{host}:{port}/#/experiments", "?workflowType=machine_learning"
-    try:
-        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
-            row = con.execute("SELECT experiment_id FROM experiments WHERE name = ?", (EXPERIMENT,)).fetchone()
-    except sqlite3.Error:  # no store yet
-        row = None
-    return f"{base}/{row[0]}/runs{ml}" if row else base + ml
-
-
-def _dvc_hash(path: Path, root: Path) -> str:
-    """DVC's hash of `path` as `dvc repro` records it (md5; a folder's ends in .dir)."""
-    from dvc.fs import LocalFileSystem
-    from dvc.ignore import DvcIgnoreFilter
-    from dvc_data.hashfile.build import build
-    from dvc_data.hashfile.db import HashFileDB
-    from dvc_objects.fs.memory import MemoryFileSystem
-
-    fs = LocalFileSystem()
-    _, _, obj = build(
-        HashFileDB(MemoryFileSystem(), "/"), str(path), fs, "md5", ignore=DvcIgnoreFilter(fs, str(root)), dry_run=True
-    )
-    assert obj.hash_info.value is not None
-    return obj.hash_info.value
-
-
-def _same_size(path: Path, out: dict) -> bool:
-    """Whether `path` still has the size (and file count) dvc.lock recorded for it."""
-    if path.is_file():
-        return out.get("size") in (None, path.stat().st_size)
-    found = [f.stat().st_size for f in path.rglob("*") if f.is_file()]
-    return out.get("size") in (None, sum(found)) and out.get("nfiles") in (None, len(found))
-
-
-def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
-    """(path, DVC hash, stage that wrote it) of each data dep of dvc.yaml's `stage` (e.g.
-    `nads@lenet`) in the workspace `root`; code (*.py) is left out.
-
-    The hash is the one dvc.lock holds for the upstream stage's out, which `dvc repro` has
-    just written or checked; a dep that is no stage's out (a folder of several stages' outs)
-    or whose size no longer matches is hashed here as DVC does."""
-
-    def load(name: str) -> dict:
-        return yaml.load((root / name).read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-
-    if not (root / "dvc.yaml").exists():  # a stage with a wdir of its own: not handled
-        return []
-    stages = load("dvc.yaml")["stages"]
-    lock = load("dvc.lock") if (root / "dvc.lock").exists() else {}
-    base, _, key = stage.partition("@")
-    spec = stages[base]
-
-    def where(name: str, path: str) -> str:  # dvc.yaml and dvc.lock paths are relative to wdir
-        return os.path.normpath(os.path.join(stages[name.partition("@")[0]].get("wdir", "."), path))
-
-    def resolve(path: str) -> str:  # ${item.arch} of a one-key matrix, ${item}/${key} of a foreach
-        if key:
-            item = {f"item.{k}": key for k in spec.get("matrix", {})} if len(spec.get("matrix", {})) == 1 else {}
-            item.update({"item": key, "key": key} if "foreach" in spec else {})
-            path = re.sub(r"\$\{\s*([\w.]+)\s*\}", lambda m: item.get(m.group(1), m.group(0)), path)
-        return where(base, path)
-
-    produced = {}
-    for name, entry in (lock.get("stages") or {}).items():
-        if name.partition("@")[0] in stages:
-            for out in entry.get("outs", []):
-                produced[where(name, out["path"])] = (name, out)
-    inputs = []
-    for dep in (resolve(d) for d in spec.get("deps", []) if isinstance(d, str)):
-        path = root / dep
-        if dep.endswith(".py") or "${" in dep or not path.exists():
-            continue
-        name, out = produced.get(dep, (None, {}))
-        if out.get("md5") and _same_size(path, out):
-            inputs.append((dep, out["md5"], name))
-        else:
-            inputs.append((dep, _dvc_hash(path, root), name))
-    return inputs
 
 
 class StageRun:
@@ -368,7 +280,7 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         run._try(mlflow.log_params, {k: str(v) for k, v in flatten(params).items()})
         if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:  # a stage of ./dvc.yaml
             try:
-                inputs = data_inputs(Path.cwd(), os.environ["DVC_STAGE"])  # (cwd: the stage's workspace)
+                inputs = lineage.data_inputs(Path.cwd(), os.environ["DVC_STAGE"])  # (cwd: the stage's workspace)
             except Exception as e:  # noqa: BLE001 - the log of the inputs, never the stage
                 inputs = []
                 print(
@@ -385,9 +297,3 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         run.end("FAILED")
         raise
     run.end("FINISHED")
-
-
-if __name__ == "__main__":  # make ui: where to point the browser
-    if sys.argv[1:2] != ["ui-url"]:
-        sys.exit("usage: python -m nads.tracking ui-url [PORT]")
-    print(ui_url(repo_root() / "mlflow.db", port=int(sys.argv[2]) if len(sys.argv) > 2 else 5000))

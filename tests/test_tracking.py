@@ -6,7 +6,7 @@ import mlflow
 import pytest
 import yaml
 
-from nads import tracking
+from nads import tracking, ui
 
 
 def test_store_location_follows_dvc_root_and_env(tmp_path, monkeypatch):
@@ -62,7 +62,7 @@ def test_experiment_opens_as_model_training_and_make_ui_points_at_its_runs(tmp_p
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     db = tmp_path / "mlflow.db"
-    assert tracking.ui_url(db, port=5001) == "http://127.0.0.1:5001/#/experiments?workflowType=machine_learning"
+    assert ui.ui_url(db, port=5001) == "http://127.0.0.1:5001/#/experiments?workflowType=machine_learning"
     assert not db.exists()  # (looking did not create a store)
     # An experiment made by an earlier version of the code, without the tag, gets it.
     client = mlflow.MlflowClient(f"sqlite:///{db}")
@@ -73,7 +73,7 @@ def test_experiment_opens_as_model_training_and_make_ui_points_at_its_runs(tmp_p
         pass
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert client.get_experiment(old).tags[tracking.KIND_TAG] == "custom_model_development"
-    assert tracking.ui_url(db) == f"http://127.0.0.1:5000/#/experiments/{old}/runs?workflowType=machine_learning"
+    assert ui.ui_url(db) == f"http://127.0.0.1:5000/#/experiments/{old}/runs?workflowType=machine_learning"
     # A new store: the experiment is created with it.
     monkeypatch.setenv("DVC_ROOT", str(tmp_path / "new"))
     (tmp_path / "new").mkdir()
@@ -111,7 +111,13 @@ def _write_yaml(path, data):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
-def test_data_inputs_are_the_deps_that_are_not_code_with_their_dvc_hashes(tmp_path):
+def test_data_inputs_are_the_deps_that_are_not_code_with_their_dvc_hashes(tmp_path, monkeypatch):
+    from dvc.repo import Repo
+
+    from nads import lineage
+
+    Repo.init(str(tmp_path), no_scm=True)
+    monkeypatch.chdir(tmp_path)  # (DVC runs a stage there)
     (tmp_path / "data" / "bank").mkdir(parents=True)
     (tmp_path / "data" / "bank" / "x.npy").write_bytes(b"bank")
     (tmp_path / "out").mkdir()
@@ -148,12 +154,12 @@ def test_data_inputs_are_the_deps_that_are_not_code_with_their_dvc_hashes(tmp_pa
         },
     )
     # As dvc.lock records the upstream outs (the sizes agree)...
-    assert tracking.data_inputs(tmp_path, "sweep@a") == [
+    assert lineage.data_inputs(tmp_path, "sweep@a") == [
         ("data/bank", "0123abcd.dir", "bank"),
         ("out/a.npy", "aaaa", "nads@a"),
     ]
     # ...hashed here, as DVC hashes a file, where the bytes are not the recorded ones...
-    assert tracking.data_inputs(tmp_path, "sweep@b")[1] == (
+    assert lineage.data_inputs(tmp_path, "sweep@b")[1] == (
         "out/b.npy",
         hashlib.md5(b"nads of b").hexdigest(),
         "nads@b",
@@ -169,7 +175,7 @@ def test_data_inputs_are_the_deps_that_are_not_code_with_their_dvc_hashes(tmp_pa
         ),
         sort_keys=True,
     )
-    assert tracking.data_inputs(tmp_path, "report") == [
+    assert lineage.data_inputs(tmp_path, "report") == [
         ("out", hashlib.md5(listing.encode()).hexdigest() + ".dir", None)
     ]
 

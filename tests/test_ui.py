@@ -17,7 +17,7 @@ import mlflow
 import pytest
 import yaml
 
-from nads import tracking
+from nads import ui
 
 CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 pytestmark = pytest.mark.skipif(
@@ -114,7 +114,7 @@ def test_make_ui_address_opens_the_runs_table_with_their_datasets(built, mlflow_
     repo = built[0]
     client = mlflow.MlflowClient(repo.tracking_uri())
     experiment = client.get_experiment_by_name("nads")
-    url = tracking.ui_url(repo.path / "mlflow.db", port=mlflow_ui)
+    url = ui.ui_url(repo.path / "mlflow.db", port=mlflow_ui)
     assert url == (
         f"http://127.0.0.1:{mlflow_ui}/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
     )

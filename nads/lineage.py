@@ -1,0 +1,52 @@
+"""Which data a stage read, as DVC versions it: each MLflow run's dataset inputs.
+
+A stage's deps that are not code (the synthetic bank, CIFAR-10, an architecture's NADs)
+each with the hash DVC gives them: the upstream stage's out as dvc.lock records it, or,
+for a dep that is no stage's out (a folder of several stages' outs) or whose size no
+longer matches the record, the hash DVC computes for it. Read through DVC's Repo (its
+stage collection resolves matrix and foreach items, `${item.*}` included, and its outs
+carry the locked hashes): dvc.api offers no view of a stage's deps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
+    """(path, DVC hash, stage that wrote it) of each data dep of `stage` (e.g. `nads@lenet`)
+    in the DVC repository `root`, which must be the working directory (as DVC runs a stage)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    root = Path(root).resolve()
+    if not (root / "dvc.yaml").exists():
+        return []
+    with Repo(str(root)) as repo:
+        (found,) = repo.stage.collect(stage)
+        produced = {_rel(o.fs_path, root): o for o in repo.index.outs}
+        inputs = []
+        for dep in found.deps:
+            path = _rel(dep.fs_path, root)
+            if isinstance(dep, ParamsDependency) or path.endswith(".py") or not (root / path).exists():
+                continue
+            out = produced.get(path)
+            writer = out.stage.addressing if out is not None else None
+            if out is not None and out.hash_info.value and _same_size(root / path, out.meta):
+                inputs.append((path, out.hash_info.value, writer))
+            else:
+                inputs.append((path, dep.get_hash().value, writer))
+    return inputs
+
+
+def _rel(path: str, root: Path) -> str:
+    return Path(os.path.relpath(path, root)).as_posix()
+
+
+def _same_size(path: Path, meta) -> bool:
+    """Whether `path` still has the size (and file count) dvc.lock recorded for it."""
+    if path.is_file():
+        return meta.size in (None, path.stat().st_size)
+    found = [f.stat().st_size for f in path.rglob("*") if f.is_file()]
+    return meta.size in (None, sum(found)) and meta.nfiles in (None, len(found))
