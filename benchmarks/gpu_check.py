@@ -46,13 +46,12 @@ import torch
 import torch.nn.functional as F
 
 from nads import config, errors, files
-from nads.cifar import carrier_batches
 from nads.config import Schedule, Synthetic
-from nads.datasets import carriers
 from nads.directions import fourier_directions, fourier_grid, random_directions
 from nads.estimate import Engine, Spec, estimate_nads, subspace_agreement, total_moments
 from nads.executor import LocalExecutor, cpu_workers
 from nads.models import list_models, probe_model
+from nads.poisoning import carrier_batches, carriers
 from nads.runtime import resolve_device
 from nads.sweep import direction_batches, sweep
 from nads.synthetic import draw_noise_bank

@@ -9,12 +9,9 @@ names and published results are checked by check-params and by the stages.
 from __future__ import annotations
 
 import dataclasses
-import re
 import typing
 from dataclasses import dataclass
 from pathlib import Path
-
-import yaml
 
 from .errors import ParamError
 
@@ -310,58 +307,14 @@ SECTIONS: dict[str, type[Section]] = {
 TOP_LEVEL = {"profile", "executor", "device", "models_per_batch"}
 
 
-class _Yaml12(yaml.SafeLoader):
-    """YAML 1.2 scalars, as DVC (ruamel.yaml) reads params.yaml: `5e-4` is a number and
-    `yes`/`no`/`on`/`off` are strings (PyYAML's YAML 1.1 reads them the other way round)."""
-
-
-_Yaml12.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in rules if tag.rsplit(":", 1)[1] not in ("bool", "int", "float")]
-    for first, rules in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-# ruamel.yaml's YAML 1.2 patterns. Int before float: "10" is an int.
-_Yaml12.add_implicit_resolver(
-    "tag:yaml.org,2002:int",
-    re.compile(
-        r"""^(?:[-+]?0b[0-1_]+
-    |[-+]?0o?[0-7_]+
-    |[-+]?[0-9_]+
-    |[-+]?0x[0-9a-fA-F_]+)$""",
-        re.X,
-    ),
-    list("-+0123456789"),
-)
-_Yaml12.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(
-        r"""^(?:
-     [-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-    |[-+]?\.[0-9_]+(?:[eE][-+][0-9]+)?
-    |[-+]?\.(?:inf|Inf|INF)
-    |\.(?:nan|NaN|NAN))$""",
-        re.X,
-    ),
-    list("-+0123456789."),
-)
-
-
-def _yaml12_int(loader, node) -> int:
-    text = loader.construct_scalar(node).replace("_", "")
-    # Base 0 reads 0b/0o/0x prefixes, but refuses "017", which YAML 1.2 reads as 17 (1.1: octal 15).
-    return int(text, 0) if text.lstrip("+-")[:2] in ("0b", "0o", "0x") else int(text)
-
-
-_Yaml12.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
-
-
 def parse_yaml(text: str, path) -> dict:
+    """params.yaml as DVC reads it: ruamel.yaml's YAML 1.2 (`5e-4` is a number, `yes`/`no`
+    are strings; PyYAML's YAML 1.1 reads both the other way round)."""
+    from ruamel.yaml import YAML, YAMLError
+
     try:
-        raw = yaml.load(text, Loader=_Yaml12)
-    except yaml.YAMLError as e:
+        raw = YAML(typ="safe", pure=True).load(text)
+    except YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         raise ParamError(f"{path}: not valid YAML ({where}{getattr(e, 'problem', None) or e})") from None

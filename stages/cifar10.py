@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from nads.datasets import load_raw
+from nads.cifar10 import load_raw
 from stages.common import stage
 
 

@@ -12,11 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-from nads import datasets, published
+from nads import cifar10, published
 from stages.common import stage
 
 # input -> (environment variable, fetcher(dest, source, *part))
-SOURCES = {"cifar10": ("CIFAR10", datasets.fetch), "published": ("NADS_PUBLISHED", published.fetch)}
+SOURCES = {"cifar10": ("CIFAR10", cifar10.fetch), "published": ("NADS_PUBLISHED", published.fetch)}
 
 
 def main(name: str, *part: str) -> None:

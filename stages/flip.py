@@ -3,9 +3,9 @@
 import sys
 from pathlib import Path
 
-from nads.cifar import flipped
-from nads.datasets import Cifar10
+from nads.cifar10 import Cifar10
 from nads.executor import executor_for
+from nads.poisoning import flipped
 from stages.common import check_model, load_nads, stage
 
 

@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 
 from nads import files
-from nads.cifar import poisoning
-from nads.datasets import Cifar10
+from nads.cifar10 import Cifar10
 from nads.executor import executor_for
+from nads.poisoning import poisoning
 from stages.common import check_model, load_nads, stage
 
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from nads.cifar import poisoning
-from nads.datasets import CLASSES, Cifar10
+from nads.cifar10 import CLASSES, Cifar10
 from nads.estimate import estimate_nads
+from nads.poisoning import poisoning
 from nads.train import Schedule
 
 

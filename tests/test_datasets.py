@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from nads import datasets, files
-from nads.datasets import CLASSES, SourceError, carriers, complete_basis, flip_basis, load_source, poison
+from nads import cifar10 as datasets
+from nads import files
+from nads.cifar10 import CLASSES, SourceError, load_source
 from nads.errors import ParamError
+from nads.poisoning import carriers, complete_basis, flip_basis, poison
 
 RNG = np.random.default_rng(0)
 # Two images per class per split, as PNG-safe uint8 arrays (PNG is lossless, so every format agrees).

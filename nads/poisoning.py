@@ -1,4 +1,5 @@
-"""CIFAR-10 experiments: NAD-carrier poisoning and the flipped NAD basis.
+"""The NAD experiments on CIFAR-10: NAD-carrier poisoning and the flipped NAD basis,
+their maths (carriers, the completed and flipped basis) and their training runs.
 
 Both train several models of one architecture as one batched computation
 (`nads.train.train_batched`), each on its own version of the training set.
@@ -9,10 +10,72 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .datasets import Cifar10, carriers, complete_basis, flip_basis, normalise, poison
+from .cifar10 import Cifar10
+from .errors import ParamError
 from .executor import Executor, make_executor
 from .progress import Log, Monitor, record
 from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
+
+# Per-channel mean and standard deviation of CIFAR-10's training set: the
+# normalisation of the paper's code.
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2023, 0.1994, 0.2010)
+
+
+def carriers(nads: np.ndarray, k: int, channels: int = 3, n_classes: int = 10):
+    """(carriers (n_classes, C*H*W), signs (n_classes,)) of the NAD-k poisoning.
+
+    Class t: NAD k (t < 6) or k+1 (t >= 6) placed in channel t mod 3, sign +1
+    for odd t and -1 for even t. nads: rows of a 1-channel NAD basis.
+    """
+    if k + 1 >= len(nads):
+        raise ParamError(f"poison.nad_indices: index {k} needs NADs {k} and {k + 1}; only {len(nads)} exist")
+    dim = nads.shape[1]
+    out = np.zeros((n_classes, channels, dim), dtype=np.float32)
+    for t in range(n_classes):
+        out[t, t % 3] = nads[k if t < 6 else k + 1]
+    signs = np.array([1.0 if t % 2 else -1.0 for t in range(n_classes)], dtype=np.float32)
+    return out.reshape(n_classes, channels * dim), signs
+
+
+def poison(x, y, carrier, signs, epsilon: float):
+    """Replace each image's projection on its class carrier by sign * epsilon.
+
+    x (N, D) float (pixels in [0, 1]), y (N,) int labels; numpy or torch alike.
+    """
+    u = carrier[y]
+    proj = (x * u).sum(1)
+    return x + (signs[y] * epsilon - proj)[:, None] * u
+
+
+def complete_basis(u: np.ndarray, seed: int = 0) -> np.ndarray:
+    """u (k, D) orthonormal rows -> (D, D): u followed by an orthonormal basis of its complement."""
+    k, dim = u.shape
+    if k == dim:
+        return u
+    rest = np.random.default_rng(seed).standard_normal((dim - k, dim))
+    rest -= (rest @ u.T) @ u
+    q, _ = np.linalg.qr(rest.T)
+    return np.concatenate([u, q.T.astype(u.dtype)])
+
+
+def flip_basis(x, basis):
+    """x (N, C, H, W) -> each channel re-expressed in the reversed basis: U^T flip(U x).
+
+    basis (D, D) orthonormal rows, D = H*W. An orthogonal map; applied twice it is the identity.
+    """
+    n, c = x.shape[:2]
+    coeffs = x.reshape(n * c, -1) @ basis.T
+    return (coeffs.flip(1) if hasattr(coeffs, "flip") else coeffs[:, ::-1]) @ basis
+
+
+def normalise(x):
+    """(N, 3, H, W) pixels in [0, 1] -> CIFAR-10 mean/std normalisation (the paper's)."""
+    import torch
+
+    mean = torch.tensor(MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
 
 
 def _pixels(x_uint8: torch.Tensor) -> torch.Tensor:
