@@ -5,10 +5,12 @@ Run by tests/test_portable.py natively and under QEMU's emulated CPUs."""
 import hashlib
 import json
 
+# isort: off
+import nads  # noqa: F401  (first: nads.portable's settings precede numpy and torch)
 import numpy as np
 import torch
 
-import nads  # noqa: F401  (first: nads.portable's settings precede numpy and torch)
+# isort: on
 from nads.estimate import Engine, GradientMoments, Spec, eig_desc
 from nads.models import get_model
 from nads.train import Schedule, init_model, train_batched

@@ -104,6 +104,7 @@ def test_a_new_torch_reruns_the_computing_stages_a_new_mlflow_none(built_copy):
         "poison",
         "flip",
         "predict",
+        "figures",
         "report",
     }, changed
     assert "requirements/versions.yaml" in status

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMPUTE_MODULES = ("estimate", "sweep", "train", "cifar", "models", "synthetic", "directions", "runtime", "config")
+COMPUTE_MODULES = ("estimate", "sweep", "train", "poisoning", "models", "synthetic", "directions", "runtime", "config")
 
 # A meta-path finder that makes dvc, mlflow and ray (and their submodules) unimportable.
 BLOCKER = """
