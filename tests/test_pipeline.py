@@ -61,7 +61,7 @@ def runs(repo, **filters):
 
 def test_first_repro_runs_everything_and_tracks_each_stage(built):
     repo, first = built
-    assert ran(first) == ALL
+    assert ran(first) == ALL - MODELS  # (the committed model fingerprints are current: model@* have nothing to do)
     assert ran(repo.dvc("repro")) == set()
     all_runs = runs(repo)
     assert sorted(all_runs["tags.mlflow.runName"]) == sorted(TRACKED)
