@@ -39,7 +39,7 @@ class Figures:
         return path
 
     def npy(self, rel) -> np.ndarray:
-        return np.load(self._path(rel))
+        return files.load_npy(self._path(rel), f"dvc checkout {rel} (or dvc repro)")
 
     def json(self, rel) -> dict:
         return files.read_json(self._path(rel))

@@ -39,12 +39,10 @@ def main(arch: str) -> None:
         metrics = {"rule": RULE, "n_fourier": len(fourier), "n_nad": len(along)}
         for family, score, table in (("fourier", fourier, grid), ("nad", along, curve)):
             agree = predict.agreement_over_seeds(score, predict.replicates(table))
-            metrics.update(
-                {
-                    k.replace("_sd", "") + f"_{family}" + ("_sd" if k.endswith("_sd") else ""): v
-                    for k, v in agree.items()
-                }
-            )  # auc_nad, auc_nad_sd, ...
+            for key in ("spearman", "auc"):  # auc_nad, and with several seeds auc_nad_sd
+                metrics[f"{key}_{family}"] = agree[key]
+                if f"{key}_sd" in agree:
+                    metrics[f"{key}_{family}_sd"] = agree[f"{key}_sd"]
         files.write_csv(
             out / "fourier.csv", {"k1": freqs[:, 0], "k2": freqs[:, 1], "score": fourier, "test_acc": measured}
         )
