@@ -60,6 +60,7 @@ class LocalExecutor:
     """This machine. workers: processes (default: one per core on a CPU, 1 on a GPU)."""
 
     workers: int | None = None
+    keep: Path | None = None  # where finished work is kept for a rerun (nads.resume); None: nowhere
     name = "local"
 
     def device(self, device: str) -> torch.device:
@@ -81,11 +82,11 @@ class LocalExecutor:
 
         device: where the jobs compute, as returned by .device(). on_done(job, result)
         runs here as each job finishes; `monitor` shows the jobs' progress and
-        records (nads.progress). Inside nads.resume.keep, finished work is kept and reused."""
+        records (nads.progress). With `keep`, finished work is kept there and reused."""
         workers = self.workers
         if workers is None:
             workers = cpu_workers() if torch.device(device).type == "cpu" else 1
-        results = _Results(fn, jobs, common, on_done, monitor, fold)
+        results = _Results(resume.job_store(self.keep, fn, jobs, common), jobs, on_done, monitor, fold)
         todo = results.todo()
         if min(workers, len(todo)) <= 1:
             for i in todo:
@@ -100,9 +101,9 @@ class LocalExecutor:
 class _Results:
     """Job results as they finish: kept in job order or folded in order, stored for resume."""
 
-    def __init__(self, fn, jobs, common, on_done, monitor, fold):
+    def __init__(self, store: resume.JobStore | None, jobs, on_done, monitor, fold):
         self.jobs, self.on_done, self.monitor, self.fold = jobs, on_done, monitor, fold
-        self.store = resume.store_for(fn, jobs, common)
+        self.store = store
         self.done: dict = {}  # index -> (result, units), not yet folded
         self.next, self.acc, self.units = 0, None, 0.0  # the fold of jobs 0..next-1, and their units
         self.saved_at = time.monotonic()
@@ -291,6 +292,7 @@ class RayExecutor:
 
     address: str = "auto"
     max_retries: int = 3
+    keep: Path | None = None  # as LocalExecutor.keep (in the driver: tasks' training states are not kept)
     name = "ray"
 
     def _ray(self):
@@ -352,7 +354,7 @@ class RayExecutor:
             max_retries=self.max_retries,
             retry_exceptions=[RuntimeError, OSError],
         )(_ray_call)
-        results = _Results(fn, jobs, common, on_done, monitor, fold)
+        results = _Results(resume.job_store(self.keep, fn, jobs, common), jobs, on_done, monitor, fold)
         shared = ray.put(common)
         code = fingerprint()
         pending = {task.remote(fn, shared, jobs[i], code): i for i in results.todo()}
@@ -403,18 +405,21 @@ def import_ray():
 Executor = LocalExecutor | RayExecutor
 
 
-def executor_for(params) -> Executor:
-    """The executor a params file names (executor, and the ray section for a cluster)."""
-    return make_executor(params.executor, params["ray"].address, params["ray"].max_retries)
+def executor_for(params, keep: Path | None = None) -> Executor:
+    """The executor a params file names (executor, and the ray section for a cluster),
+    keeping finished work under `keep` (nads.resume)."""
+    return make_executor(params.executor, params["ray"].address, params["ray"].max_retries, keep)
 
 
-def make_executor(executor: str | Executor = "local", ray_address: str = "auto", max_retries: int = 3) -> Executor:
+def make_executor(
+    executor: str | Executor = "local", ray_address: str = "auto", max_retries: int = 3, keep: Path | None = None
+) -> Executor:
     """An executor from its name ('local' or 'ray'), or the executor given."""
     if isinstance(executor, (LocalExecutor, RayExecutor)):
         return executor
     if executor == "local":
-        return LocalExecutor()
+        return LocalExecutor(keep=keep)
     if executor == "ray":
         import_ray()  # fail now, before any compute
-        return RayExecutor(ray_address, max_retries)
+        return RayExecutor(ray_address, max_retries, keep)
     raise ParamError(f"executor = {executor!r}: allowed: {', '.join(EXECUTORS)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from contextlib import contextmanager
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +77,21 @@ def _tf32_flags() -> list:
     ]
 
 
-def fingerprint() -> str:
-    """The nads source code (every module, nads/models included) and torch version this
-    process runs: Ray tasks must run what the driver runs, and resumed work must come
+ARCHS = Path(__file__).resolve().parents[1] / "archs"  # the repository's folder for users' model modules
+
+
+def fingerprint(archs: Path = ARCHS) -> str:
+    """The code this process builds and runs networks with: the nads source (every module,
+    nads/models included), the user's models under archs/, and the torch, torchvision and
+    timm versions. Ray tasks must run what the driver runs, and resumed work must come
     from the same code."""
     h = hashlib.sha256(torch.__version__.encode())
-    root = Path(__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        h.update(path.relative_to(root).as_posix().encode() + path.read_bytes())
+    for package in ("torchvision", "timm"):
+        try:
+            h.update(f"{package}=={metadata.version(package)}".encode())
+        except metadata.PackageNotFoundError:
+            h.update(f"no {package}".encode())
+    for root in (Path(__file__).parent, archs):
+        for path in sorted(root.rglob("*.py")):
+            h.update(f"{root.name}/{path.relative_to(root).as_posix()}".encode() + path.read_bytes())
     return h.hexdigest()

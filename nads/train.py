@@ -14,7 +14,6 @@ CIFAR-10 poisoning (K poisoned training sets).
 from __future__ import annotations
 
 import copy
-import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -158,7 +157,7 @@ def train_batched(
             and epoch + 1 < schedule.epochs
             and time.monotonic() - saved_at >= resume.checkpoint_seconds()
         ):
-            _save_state(state_file, {**state, "epoch": epoch + 1, "step": step})
+            resume.save_training_state(state_file, {**state, "epoch": epoch + 1, "step": step})
             saved_at = time.monotonic()
     bar.close()
     return _trained(params, buffers, skeleton, diverged, schedule.precision)
@@ -184,20 +183,14 @@ def _step_rng(schedule: Schedule, step: int, device):
         gen.set_state(state)
 
 
-def _save_state(path, state: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
 def _load_state(path, fresh: dict, device) -> dict:
-    """The saved state if it fits this run (same tensors), else the fresh one."""
+    """The state saved at `path` if there is one and it fits this run (same tensors), else the fresh one."""
+    saved = resume.load_training_state(path, device)
+    same = lambda a, b: a.keys() == b.keys() and all(a[n].shape == b[n].shape for n in a)  # noqa: E731
     try:
-        saved = torch.load(path, map_location=device, weights_only=True)
-        same = lambda a, b: a.keys() == b.keys() and all(a[n].shape == b[n].shape for n in a)  # noqa: E731
-        if not (same(saved["params"], fresh["params"]) and same(saved["buffers"], fresh["buffers"])):
+        if saved is None or not (same(saved["params"], fresh["params"]) and same(saved["buffers"], fresh["buffers"])):
             return fresh
-    except Exception:  # noqa: BLE001 - unreadable: start over, never trust it
+    except (KeyError, AttributeError, TypeError):  # verified, yet not a state of this run: start over
         return fresh
     for p in saved["params"].values():
         p.requires_grad_(True)

@@ -6,18 +6,20 @@ output into staging folders; they replace the old outputs together when it
 returns; then the metrics and figures are logged to MLflow. Bad input ends the
 program with one line on stderr and exit status 2; Ctrl-C or SIGTERM ends it
 with status 130, the previous outputs in place and the MLflow run KILLED.
-Finished jobs are kept in .nads/partial/<stage> until the outputs are in place,
-so a rerun after an interruption continues where it stopped (nads/resume.py).
+A stage that runs jobs gives its executor `keep=st.partial`: finished jobs are
+kept there until the outputs are in place, so a rerun after an interruption
+continues where it stopped (nads/resume.py).
 """
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from nads import config, environment, errors, files, portable, resume, tracking
+from nads import config, environment, errors, files, portable, tracking
 from nads.models import probe_model
 
 PARTIAL = Path(".nads/partial")  # resumable work of interrupted stages (not a DVC output)
@@ -26,10 +28,11 @@ PARTIAL = Path(".nads/partial")  # resumable work of interrupted stages (not a D
 class Stage:
     """One stage execution: its params, where its outputs go, what it will log."""
 
-    def __init__(self, name: str, params: config.Params, outputs: files.OutputSet, run: tracking.StageRun):
+    def __init__(self, name: str, label: str, params: config.Params, outputs: files.OutputSet, run: tracking.StageRun):
         self.params = params
         self.run = run
         self.cfg = params.sections.get(name)  # the stage's own section (None for the report)
+        self.partial = PARTIAL / label  # where its executor keeps finished work (removed once outputs are in place)
         self._outputs = outputs
         self._log: list = []
 
@@ -84,9 +87,10 @@ def stage(name: str, label: str | None = None, all_params: bool = False, archs: 
         own = {"params": params.raw} if all_params else {name: section.to_dict()} if section else {}
         logged = {**own, **logged, "executor": params.executor, "device": params.device}
         with tracking.stage_run(name, logged, params.profile, label) as run:
-            with resume.keep(PARTIAL / label), files.OutputSet(label) as outputs:
-                st = Stage(name, params, outputs, run)
+            with files.OutputSet(label) as outputs:
+                st = Stage(name, label, params, outputs, run)
                 yield st
+            shutil.rmtree(st.partial, ignore_errors=True)  # the outputs are in place: nothing to resume
             st.log_to(run)  # after the outputs are in place: a lost store cannot cost them
     except (errors.InputError, FileNotFoundError) as e:  # bad input, or an upstream output missing
         print(f"error: {e}", file=sys.stderr)

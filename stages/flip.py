@@ -21,7 +21,7 @@ def main(arch: str) -> None:
             cfg.schedule(),
             cfg.n_train,
             st.params.device,
-            executor_for(st.params),
+            executor_for(st.params, keep=st.partial),
             progress=f"flip {arch}",
             log=st.log_step,
         )

@@ -24,7 +24,7 @@ def main(arch: str) -> None:
             seed=cfg.seed,
             device=st.params.device,
             precision=cfg.precision,
-            executor=executor_for(st.params),
+            executor=executor_for(st.params, keep=st.partial),
             log=st.log_step,
         )
         result = estimate_nads(estimator=cfg.estimator, progress=True, **common)

@@ -27,7 +27,7 @@ def main(arch: str) -> None:
             cfg.n_train,
             st.params.device,
             st.params.models_per_batch or None,
-            executor_for(st.params),
+            executor_for(st.params, keep=st.partial),
             progress=f"poison {arch}",
             log=st.log_step,
         )

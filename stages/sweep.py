@@ -43,7 +43,7 @@ def main(arch: str, family: str) -> None:
             seeds,
             st.params.device,
             st.params.models_per_batch or None,
-            executor_for(st.params),
+            executor_for(st.params, keep=st.partial),
             progress=f"sweep {arch} {family}",
             log=st.log_step,
         )

@@ -27,6 +27,9 @@ NOT_DEPS = {
     "store's count read (test_the_progress_module_hands_back_nothing_a_result_uses)",
     "nads/environment.py": "checks that the installed packages are the locked ones and records them; "
     "the locked versions themselves are a dep (requirements/versions.yaml)",
+    "nads/errors.py": "the exception classes: raising one ends the program with no output written (the "
+    "staging is discarded), and nothing catches one to go on computing "
+    "(test_the_exceptions_only_ever_end_a_program)",
 }
 
 
@@ -105,6 +108,35 @@ def test_the_progress_module_hands_back_nothing_a_result_uses():
     assert callers == {"nads/executor.py"}
     units = (ROOT / "nads/executor.py").read_text()
     assert "units = progress.end_job()" in units and "return result, units" in units
+
+
+def test_the_exceptions_only_ever_end_a_program():
+    """nads/errors.py defines exception classes and nothing else, and every handler that
+    catches one exits (sys.exit, or main's `return 2`) or re-raises: what they carry never
+    reaches an output."""
+    tree = ast.parse((ROOT / "nads/errors.py").read_text())
+    body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+    assert body and all(isinstance(n, ast.ClassDef) for n in body)
+
+    def ends(node) -> bool:
+        return (
+            isinstance(node, ast.Raise)
+            or (isinstance(node, ast.Call) and ast.unparse(node.func) == "sys.exit")
+            or (isinstance(node, ast.Return) and isinstance(node.value, ast.Constant) and node.value.value == 2)
+        )
+
+    handlers = 0
+    for path in [*(ROOT / "nads").rglob("*.py"), *(ROOT / "stages").rglob("*.py")]:
+        for handler in ast.walk(ast.parse(path.read_text())):
+            if isinstance(handler, ast.ExceptHandler) and handler.type is not None:
+                if {"InputError", "ParamError"} & {
+                    n.id if isinstance(n, ast.Name) else n.attr
+                    for n in ast.walk(handler.type)
+                    if isinstance(n, (ast.Name, ast.Attribute))
+                }:
+                    handlers += 1
+                    assert any(ends(n) for n in ast.walk(handler)), f"{path.relative_to(ROOT)}:{handler.lineno}"
+    assert handlers >= 3  # stages/common.py, stages/model.py, nads/cli.py
 
 
 # Stages whose outputs no library version can change: check-params writes nothing, reference

@@ -4,7 +4,9 @@ gives the bytes of an uninterrupted run."""
 
 import hashlib
 import os
+import pickle
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -45,20 +47,20 @@ def test_an_interrupted_map_reruns_only_the_jobs_it_had_not_finished(tmp_path, m
 
     def run(scale, fail_at=None):
         monkeypatch.setattr(sys.modules[__name__], "FAIL_AT", fail_at)
-        with resume.keep(keep):
-            return LocalExecutor(1).map(square, list(range(6)), {"scale": scale}, "cpu", fold=fold)
+        return LocalExecutor(1, keep=keep).map(square, list(range(6)), {"scale": scale}, "cpu", fold=fold)
 
     def expected(scale):
         return [j * j * scale for j in range(6)] if fold is None else sum(j * j * scale for j in range(6))
 
     with pytest.raises(KeyboardInterrupt):
         run(2, fail_at=4)
-    assert calls() == [0, 1, 2, 3, 4] and keep.is_dir()  # kept: the body failed
+    assert calls() == [0, 1, 2, 3, 4] and keep.is_dir()
     stored = sorted(p.name for p in next(keep.iterdir()).iterdir())
     # a folded map keeps the fold of jobs 0-3, not one file per job
     assert stored == (["prefix.pkl"] if fold else [f"job{i}.pkl" for i in range(4)])
     assert run(2) == expected(2)
-    assert calls() == [4, 5] and not keep.exists()  # only what was missing; removed on success
+    assert calls() == [4, 5]  # only what was missing
+    shutil.rmtree(keep)  # as the stage does once its outputs are in place
 
     with pytest.raises(KeyboardInterrupt):
         run(2, fail_at=3)
@@ -102,19 +104,68 @@ def test_training_resumes_from_its_last_saved_epoch_with_identical_parameters(tm
     keep = tmp_path / "partial"
     # Interrupted in epoch 2's callback, before epoch 2's state is saved: the state on
     # disk is the one after epoch 1, so the rerun trains epochs 2 and 3.
-    monkeypatch.setattr(sys.modules[__name__], "STOP_AFTER", 2)
-    with pytest.raises(KeyboardInterrupt), resume.keep(keep):
-        LocalExecutor(1).map(_train, [0], common, "cpu")
+    def run(stop_after=-1):
+        monkeypatch.setattr(sys.modules[__name__], "STOP_AFTER", stop_after)
+        EPOCHS_RUN.clear()
+        return LocalExecutor(1, keep=keep).map(_train, [0], common, "cpu")[0]
+
+    with pytest.raises(KeyboardInterrupt):
+        run(stop_after=2)
     states = list(keep.rglob("*.pt"))
-    assert len(states) == 1 and torch.load(states[0], weights_only=True)["epoch"] == 2
-    monkeypatch.setattr(sys.modules[__name__], "STOP_AFTER", -1)
-    EPOCHS_RUN.clear()
-    with resume.keep(keep):
-        resumed = LocalExecutor(1).map(_train, [0], common, "cpu")[0]
+    assert len(states) == 1 and resume.load_training_state(states[0], "cpu")["epoch"] == 2
+    resumed = run()
     assert EPOCHS_RUN == [2, 3]
     assert resumed.keys() == whole.keys()
     assert all(torch.equal(resumed[n], whole[n]) for n in whole)  # bit for bit
-    assert not keep.exists()
+
+    # A state that fails its checksum (one bit of one weight flipped) is not resumed from.
+    shutil.rmtree(keep)
+    with pytest.raises(KeyboardInterrupt):
+        run(stop_after=2)
+    flip_bit(states[0], -5)
+    again = run()
+    assert EPOCHS_RUN == [0, 1, 2, 3]
+    assert all(torch.equal(again[n], whole[n]) for n in whole)
+
+
+def flip_bit(path: Path, at: int) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[at] ^= 0x10
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.parametrize("fold", [None, lambda a, b: a + b], ids=["map", "fold"])
+def test_stored_work_that_fails_verification_is_discarded_in_one_line_and_recomputed(
+    tmp_path, monkeypatch, capfd, fold
+):
+    monkeypatch.setenv("NADS_CHECKPOINT_S", "0")
+    monkeypatch.setattr(sys.modules[__name__], "CALLS", tmp_path / "calls")
+    keep = tmp_path / "partial"
+    expected = [j * j for j in range(6)] if fold is None else sum(j * j for j in range(6))
+
+    def run(fail_at=None):
+        monkeypatch.setattr(sys.modules[__name__], "FAIL_AT", fail_at)
+        return LocalExecutor(1, keep=keep).map(square, list(range(6)), {"scale": 1}, "cpu", fold=fold)
+
+    tampered = {
+        "one bit flipped": lambda f: flip_bit(f, -3),  # still unpickles: only the checksum tells
+        "garbage with a valid checksum": lambda f: resume._write(f, pickle.dumps("garbage")),
+        "truncated": lambda f: f.write_bytes(f.read_bytes()[:20]),
+    }
+    for what, tamper in tampered.items():
+        shutil.rmtree(keep, ignore_errors=True)
+        with pytest.raises(KeyboardInterrupt):
+            run(fail_at=4)
+        calls()
+        store = next(keep.iterdir())
+        tamper(store / ("prefix.pkl" if fold else "job2.pkl"))
+        (store / "jobfoo.pkl").write_bytes(b"stray")
+        capfd.readouterr()
+        assert run() == expected, what
+        err = capfd.readouterr().err
+        assert calls() == ([0, 1, 2, 3, 4, 5] if fold else [2, 4, 5]), what
+        lines = [line for line in err.splitlines() if line.startswith("resume: ")]
+        assert len(lines) == 2 and "discarded" in lines[0] and "jobfoo.pkl" in err, (what, err)
 
 
 def digest(path: Path) -> str:
@@ -146,11 +197,12 @@ def test_a_stage_killed_mid_run_resumes_and_writes_the_bytes_of_an_uninterrupted
         time.sleep(0.2)
         prefixes = list(partial.glob("*/prefix.pkl"))
         if prefixes:
-            stored = resume._load(prefixes[0])[0] if prefixes[0].exists() else stored
+            stored = resume.JobStore(prefixes[0].parent).prefix()[0] or stored
     assert proc.poll() is None, "the run ended before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    stored = resume._load(next(partial.glob("*/prefix.pkl")))[0]  # (more may have been stored meanwhile)
+    # (more may have been stored meanwhile)
+    stored = resume.JobStore(next(partial.glob("*/prefix.pkl")).parent).prefix()[0]
     assert 40 // 3 <= stored < 40
     t0 = time.perf_counter()
     rerun = subprocess.run(cmd, cwd=repo.path, env=repo.env, check=True, capture_output=True, text=True)
@@ -163,3 +215,23 @@ def test_a_stage_killed_mid_run_resumes_and_writes_the_bytes_of_an_uninterrupted
         f"\nnads@logreg, 2560 networks: whole run {whole_s:.1f} s; killed after {stored}/40 shards, "
         f"rerun {rerun_s:.1f} s (saved {whole_s - rerun_s:.1f} s)"
     )
+
+
+def test_the_key_changes_with_a_users_model_module_and_nothing_else_of_it(tmp_path):
+    """Resumed work (and a Ray task) must come from the code that built the networks:
+    a user's module under archs/ is part of the fingerprint, byte for byte."""
+    from nads.runtime import fingerprint
+
+    archs = tmp_path / "archs"
+    (archs / "sub").mkdir(parents=True)
+    (archs / "mymod.py").write_text("import torch\nACT = torch.nn.ReLU\n")
+    before = fingerprint(archs)
+    assert fingerprint(archs) == before  # a pure function of the files
+    (archs / "mymod.py").write_text("import torch\nACT = torch.nn.Tanh\n")
+    tanh = fingerprint(archs)
+    assert tanh != before
+    (archs / "sub/helper.py").write_text("X = 1\n")  # a module the user's imports
+    with_helper = fingerprint(archs)
+    assert with_helper not in (before, tanh)
+    (archs / "notes.txt").write_text("not code")  # only Python modules count
+    assert fingerprint(archs) == with_helper
