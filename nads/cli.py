@@ -51,18 +51,25 @@ def _estimate(args) -> int:
 
     files.check_writable(args.out)  # before minutes of compute, not after
     executor = make_executor(args.executor, args.ray_address)
-    result = estimate_nads(
-        args.arch,
-        args.input_shape,
-        args.networks,
-        args.estimator,
-        args.step,
-        args.seed,
-        args.device,
-        precision=args.precision,
-        executor=executor,
-        progress=True,
-    )
+    try:
+        result = estimate_nads(
+            args.arch,
+            args.input_shape,
+            args.networks,
+            args.estimator,
+            args.step,
+            args.seed,
+            args.device,
+            precision=args.precision,
+            executor=executor,
+            progress=True,
+        )
+    except errors.ParamError as e:  # checked as params.yaml's nads section: name the options instead
+        key, sep, rest = str(e).partition(" = ")
+        if not (sep and key.startswith("nads.")):
+            raise
+        option = {"n_networks": "networks"}.get(key[5:], key[5:]).replace("_", "-")
+        raise errors.ParamError(f"--{option} = {rest}") from None
     with files.atomic_path(args.out) as tmp:
         with open(tmp, "wb") as f:
             np.savez(

@@ -9,16 +9,23 @@ names and published results are checked by check-params and by the stages.
 from __future__ import annotations
 
 import dataclasses
+import math
+import reprlib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ParamError
 
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxlist, _REPR.maxdict, _REPR.maxstring, _REPR.maxother = 3, 8, 8, 60, 60
+SEED_LIMIT = 2**32  # seeds are 0 <= seed < 2**32: any stream mixes them with indices (runtime.item_seed)
+
 
 def _fail(key: str, value, allowed: str):
     value = list(value) if isinstance(value, tuple) else value  # as params.yaml writes it
-    raise ParamError(f"{key} = {value!r}: {allowed}")
+    # Bounded: a YAML alias tree can be exponentially large when written out.
+    raise ParamError(f"{key} = {_REPR.repr(value)}: {allowed}")
 
 
 def _coerce(key: str, value, typ):
@@ -37,11 +44,19 @@ def _coerce(key: str, value, typ):
     if typ is int:
         if isinstance(value, bool) or not isinstance(value, int):
             _fail(key, value, "must be an integer")
+        if not -(2**63) <= value < 2**63:
+            _fail(key, value, "must be an integer that fits in 64 bits")
         return value
     if typ is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(key, value, "must be a number")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond float's range
+            number = math.inf
+        if not math.isfinite(number):
+            _fail(key, value, "must be a finite number")
+        return number
     if typ is str:
         if not isinstance(value, str):
             _fail(key, value, "must be a string")
@@ -116,7 +131,7 @@ class Synthetic(Section):
             s >= 1 and (h // 2) % s == 0 and (w // 2) % s == 0,
             f"must be a positive integer dividing H/2 = {h // 2} and W/2 = {w // 2}",
         )
-        self.require("seed", self.seed >= 0, "must be an integer >= 0")
+        self.require("seed", 0 <= self.seed < SEED_LIMIT, "must be an integer, 0 <= seed < 2**32")
 
 
 @dataclass(frozen=True)
@@ -141,7 +156,7 @@ class Nads(Section):
         self.require("n_networks", self.n_networks >= 2, "must be an integer >= 2")
         self.require("estimator", self.estimator in ESTIMATORS, f"allowed: {', '.join(ESTIMATORS)}")
         self.require("step", self.step > 0, "must be > 0 (the finite-difference step)")
-        self.require("seed", self.seed >= 0, "must be an integer >= 0")
+        self.require("seed", 0 <= self.seed < SEED_LIMIT, "must be an integer, 0 <= seed < 2**32")
         _check_precision(self)
 
 
@@ -176,7 +191,7 @@ class Training(Section, Schedule):
         self.require("momentum", 0 <= self.momentum < 1, "must be in [0, 1)")
         self.require("weight_decay", self.weight_decay >= 0, "must be >= 0")
         self.require("clip", self.clip >= 0, "must be >= 0 (0 disables gradient clipping)")
-        self.require("seed", self.seed >= 0, "must be an integer >= 0")
+        self.require("seed", 0 <= self.seed < SEED_LIMIT, "must be an integer, 0 <= seed < 2**32")
         _check_precision(self)
 
     def schedule(self) -> Schedule:
@@ -327,7 +342,12 @@ def read_params(path="params.yaml") -> dict:
     path = Path(path)
     if not path.is_file():
         raise ParamError(f"{path}: file not found; run from the repository root, where params.yaml lives")
-    return parse_yaml(path.read_text(), path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        line = e.object[: e.start].count(b"\n") + 1
+        raise ParamError(f"{path}: not UTF-8 text (line {line}, byte {e.start}); save it as UTF-8") from None
+    return parse_yaml(text, path)
 
 
 @dataclass(frozen=True)

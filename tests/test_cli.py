@@ -63,3 +63,18 @@ def test_check_params_reports_yaml_errors_with_line_and_column(tmp_path):
     proc = nads("check-params", "--params", str(p))
     assert proc.returncode == 2
     assert proc.stderr.startswith(f"error: {p}: not valid YAML (line ") and "column" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--step", "inf"], "error: --step = inf: must be a finite number"),
+        (["--seed", "-1"], "error: --seed = -1: must be an integer, 0 <= seed < 2**32"),
+        (["--seed", str(2**70)], "error: --seed = 1180591620717411303424: must be an integer that fits in 64 bits"),
+        (["--networks", "1"], "error: --networks = 1: must be an integer >= 2"),
+    ],
+)
+def test_estimate_names_the_option_that_is_wrong(tmp_path, args, message):
+    r = nads("estimate", "--arch", "logreg", "--out", str(tmp_path / "x.npz"), *args)
+    assert r.returncode == 2 and r.stderr.strip() == message
+    assert not list(tmp_path.iterdir())

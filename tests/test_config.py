@@ -27,6 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
         ({"input_shape": [1, 32]}, "synthetic.input_shape = [1, 32]", "[C, H, W]"),
         ({"input_shape": [1, 31, 32]}, "synthetic.input_shape = [1, 31, 32]", "even"),
         ({"epsilonn": 1.0}, "synthetic.epsilonn = 1.0", "unknown key; allowed keys: input_shape, epsilon"),
+        ({"epsilon": float("inf")}, "synthetic.epsilon = inf", "must be a finite number"),
+        ({"sigma": float("nan")}, "synthetic.sigma = nan", "must be a finite number"),
+        ({"sigma": 10**400}, "synthetic.sigma = 1000", "must be a finite number"),
+        ({"n_train": 2**70}, "synthetic.n_train = 1180591620717411303424", "fits in 64 bits"),
+        ({"seed": 2**32}, "synthetic.seed = 4294967296", "0 <= seed < 2**32"),
+        ({"seed": -1}, "synthetic.seed = -1", "0 <= seed < 2**32"),
     ],
 )
 def test_bad_values_give_one_line_naming_key_value_and_rule(raw, key, fragment):
@@ -74,6 +80,30 @@ def test_file_level_errors(tmp_path):
     p.write_text("profile: quick\n")
     with pytest.raises(ParamError, match="^synthetic: section missing from params.yaml$"):
         config.load(p)["synthetic"]
+
+
+@pytest.mark.parametrize(
+    "section, key", [("nads", "step"), ("sweep", "lr"), ("sweep", "weight_decay"), ("poison", "epsilon")]
+)
+def test_no_number_read_from_params_may_be_infinite(tmp_path, section, key):
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(_profile(**{section: {key: float("inf")}})))
+    with pytest.raises(ParamError, match=rf"^{section}\.{key} = inf: must be a finite number$"):
+        config.load(p)
+
+
+def test_a_file_that_is_not_utf8_or_expands_without_bound_is_one_line(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_bytes(b"profile: quick\nsynthetic:\n  epsilon: 1.0 # \xff\n")
+    with pytest.raises(ParamError, match=r"params.yaml: not UTF-8 text \(line 3, byte 43\); save it as UTF-8$"):
+        config.load(p)
+    # A "billion laughs" alias tree: 9^8 leaves if written out; the message shows a few.
+    lines = ["profile: quick", "a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 8)]
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ParamError) as e:
+        config.load(p)
+    assert str(e.value).startswith("a0 = [1, 1, 1, 1, 1, 1, 1, 1, ...]: unknown section") and len(str(e.value)) < 300
 
 
 def _profile(**changes) -> dict:

@@ -102,6 +102,7 @@ def test_training_resumes_from_its_last_saved_epoch_with_identical_parameters(tm
     common = (x, y, schedule)
     whole = LocalExecutor(1).map(_train, [0], common, "cpu")[0]
     keep = tmp_path / "partial"
+
     # Interrupted in epoch 2's callback, before epoch 2's state is saved: the state on
     # disk is the one after epoch 1, so the rerun trains epochs 2 and 3.
     def run(stop_after=-1):
