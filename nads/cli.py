@@ -101,15 +101,18 @@ def _predict(args) -> int:
     from .directions import fourier_directions
 
     files.check_writable(args.out)
+    c, h, w = args.input_shape
+    if args.stride < 1 or (h // 2) % args.stride or (w // 2) % args.stride:
+        raise errors.ParamError(f"--stride = {args.stride}: must be a positive integer dividing H/2 and W/2")
     if args.arch:
         folder = Path("results/nads") / args.arch
+        if args.arch.startswith(".") or "/" in args.arch or "\\" in args.arch:
+            raise errors.ParamError(f"--arch = {args.arch!r}: an architecture name (results/nads/<arch>), not a path")
         restore = f"dvc repro nads@{args.arch} (or dvc checkout {folder})"
         nads, vals = files.load_npy(folder / "nads.npy", restore), files.load_npy(folder / "eigenvalues.npy", restore)
     else:
         nads = files.load_npy(args.nads_file, "check --nads-file")
-        vals = predict.covariance_eigenvalues(
-            files.load_npy(args.eigenvalues_file, "check --eigenvalues-file"), args.eigenvalues_kind
-        )
+        vals = files.load_npy(args.eigenvalues_file, "check --eigenvalues-file")
     shape = args.input_shape
     if args.directions == "fourier":
         freqs, directions = fourier_directions(shape, args.stride)
@@ -120,7 +123,13 @@ def _predict(args) -> int:
         directions = files.load_npy(args.directions, "check --directions (fourier, nad or an .npy file)")
         columns = {"row": np.arange(len(directions))}
     t0 = time.perf_counter()
-    score = predict.scores(nads, vals, directions, shape, args.rule)
+    try:
+        if not args.arch:
+            vals = predict.covariance_eigenvalues(vals, args.eigenvalues_kind)
+        score = predict.scores(nads, vals, directions, shape, args.rule)
+    except errors.ParamError as e:
+        read = f"results/nads/{args.arch}" if args.arch else f"{args.nads_file}, {args.eigenvalues_file}"
+        raise errors.ParamError(f"{e} (read from {read})") from None
     seconds = time.perf_counter() - t0
     files.write_csv(args.out, {**columns, "score": score})
     print(f"{args.out}: {len(score)} directions scored ({args.rule} rule) in {seconds:.2f} s")

@@ -38,7 +38,7 @@ def covariance_eigenvalues(values: np.ndarray, kind: str = "covariance") -> np.n
     """Eigenvalues of the gradient covariance from a file's values: `covariance` as they
     are; `singular` for PCA singular values s = sqrt((n - 1) lambda) (the published
     `*_eigenvals.npy`), i.e. s^2 up to the factor n - 1, which changes no ranking."""
-    values = np.asarray(values, dtype=np.float64)
+    values = _real("eigenvalues", values, 1)
     if kind == "covariance":
         return values
     if kind == "singular":
@@ -51,14 +51,19 @@ def scores(nads: np.ndarray, eigenvalues: np.ndarray, directions: np.ndarray, sh
     `eigenvalues` (K,) of the covariance, inputs of `shape` (C, H, W) with C*H*W = D."""
     if rule not in RULES:
         raise ParamError(f"rule = {rule!r}: allowed: {', '.join(RULES)}")
-    nads = np.asarray(nads, dtype=np.float64)
-    lam = np.asarray(eigenvalues, dtype=np.float64)
-    v = np.atleast_2d(np.asarray(directions, dtype=np.float64))
+    nads, lam = _real("NADs", nads, 2), _real("eigenvalues", eigenvalues, 1)
+    v = _real("directions", np.atleast_2d(directions), 2)
     c, h, w = shape
-    if nads.ndim != 2 or nads.shape[1] != c * h * w or v.shape[1] != c * h * w or len(lam) != len(nads):
+    if len(nads) == 0 or nads.shape[1] != c * h * w or v.shape[1] != c * h * w or len(lam) != len(nads):
         raise ParamError(
             f"NADs {nads.shape}, eigenvalues {lam.shape} and directions {v.shape} do not fit "
-            f"inputs of shape {tuple(shape)} (D = {c * h * w})"
+            f"inputs of shape {tuple(shape)} (D = {c * h * w}, at least one NAD, one eigenvalue each)"
+        )
+    # A covariance has no negative eigenvalue; rounding may leave a few at -1e-16 of the largest.
+    if lam.min() < -1e-9 * max(lam.max(), 0.0):
+        raise ParamError(
+            f"eigenvalues: {int((lam < 0).sum())} are negative (down to {lam.min():.3g}); a covariance's "
+            "eigenvalues are >= 0 (singular values? --eigenvalues-kind singular squares them)"
         )
     if rule == "energy":
         return ((v @ nads.T) ** 2) @ lam
@@ -66,6 +71,19 @@ def scores(nads: np.ndarray, eigenvalues: np.ndarray, directions: np.ndarray, sh
     sigma = np.einsum("k,kahw,kbhw->hwab", lam, u, u.conj())  # C x C per frequency
     vf = np.fft.fft2(v.reshape(-1, c, h, w), norm="ortho")  # (n, C, H, W)
     return np.einsum("nahw,hwab,nbhw->n", vf.conj(), sigma, vf).real
+
+
+def _real(what: str, a, ndim: int) -> np.ndarray:
+    """`a` as float64 if it is a finite real array of `ndim` dimensions."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "biuf":
+        raise ParamError(f"{what}: {a.dtype} values; real numbers expected")
+    if a.ndim != ndim:
+        raise ParamError(f"{what}: shape {a.shape}; {ndim}-D expected")
+    a = a.astype(np.float64)
+    if not np.isfinite(a).all():
+        raise ParamError(f"{what}: {int((~np.isfinite(a)).sum())} values are NaN or infinite")
+    return a
 
 
 LEARNED = 0.6  # test accuracy above chance: 9 binomial sd at 2 000 test samples

@@ -67,7 +67,7 @@ def test_eigenvalue_conventions_and_bad_shapes():
     np.testing.assert_allclose(predict.covariance_eigenvalues([3.0, 2.0], "singular"), [9.0, 4.0])
     with pytest.raises(ParamError, match="eigenvalue kind = 'sv': allowed: covariance, singular"):
         predict.covariance_eigenvalues([1.0], "sv")
-    with pytest.raises(ParamError, match=r"do not fit inputs of shape \(3, 32, 32\) \(D = 3072\)"):
+    with pytest.raises(ParamError, match=r"do not fit inputs of shape \(3, 32, 32\) \(D = 3072,"):
         predict.scores(np.eye(1024), np.ones(1024), np.ones((2, 1024)), (3, 32, 32))
     with pytest.raises(ParamError, match="rule = 'x': allowed: energy, shift"):
         predict.scores(np.eye(4), np.ones(4), np.ones((1, 4)), (1, 2, 2), "x")
@@ -114,6 +114,52 @@ def test_cli_scores_the_fourier_grid_nads_and_a_file(tmp_path):
     )
     assert bad.returncode == 2 and bad.stderr.startswith("error: NADs (64, 64)")
     assert not (tmp_path / "x.csv").exists()
+
+
+def _bad_arrays():
+    rng = np.random.default_rng(2)
+    q, _ = np.linalg.qr(rng.standard_normal((64, 64)))
+    nads, vals = q.T, np.linspace(8, 1, 64)
+    one_nan = nads.copy()
+    one_nan[3, 5] = np.nan
+    return {
+        "one NaN in the NADs": (one_nan, vals, [], "NADs: 1 values are NaN or infinite"),
+        "no NAD": (np.zeros((0, 64)), np.zeros(0), [], "at least one NAD"),
+        "NaN eigenvalues": (nads, np.full(64, np.nan), [], "eigenvalues: 64 values are NaN or infinite"),
+        "negative eigenvalues": (nads, -vals, [], "eigenvalues: 64 are negative (down to -8)"),
+        "eigenvalues (64, 1)": (nads, vals[:, None], [], "eigenvalues: shape (64, 1); 1-D expected"),
+        "complex NADs": (nads + 1j, vals, [], "NADs: complex128 values; real numbers expected"),
+        "stride 0": (nads, vals, ["--stride", "0"], "--stride = 0: must be a positive integer dividing"),
+        "stride -1": (nads, vals, ["--stride", "-1"], "--stride = -1: must be a positive integer dividing"),
+        "stride 33": (nads, vals, ["--stride", "33"], "--stride = 33: must be a positive integer dividing"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_bad_arrays()))
+def test_cli_refuses_arrays_that_cannot_be_a_covariances_eigendecomposition(tmp_path, case):
+    nads, vals, extra, message = _bad_arrays()[case]
+    np.save(tmp_path / "nads.npy", nads)
+    np.save(tmp_path / "vals.npy", vals)
+    out = tmp_path / "out.csv"
+    r = subprocess.run(
+        [sys.executable, "-m", "nads.cli", "predict", "--nads-file", str(tmp_path / "nads.npy")]
+        + ["--eigenvalues-file", str(tmp_path / "vals.npy"), "--input-shape", "1,8,8", "--rule", "energy"]
+        + [*extra, "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not out.exists()
+
+
+def test_cli_reads_only_an_architectures_own_results(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "nads.cli", "predict", "--arch", "../../x", "--out", str(tmp_path / "o.csv")],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 2
+    assert r.stderr == "error: --arch = '../../x': an architecture name (results/nads/<arch>), not a path\n"
 
 
 @pytest.mark.skipif(not SHARED.exists(), reason="the published archive is not on this machine")
