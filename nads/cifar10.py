@@ -13,6 +13,7 @@ any of them into uint8 arrays (N, 32, 32, 3), int64 labels and the class names.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import pickle
 import shutil
@@ -30,6 +31,15 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 ORIGINAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 ORIGINAL_MD5 = "c58f30108f718f92721af3b95e74349a"
 BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+# The release's batch files are pickles, which can run code: only these exact files are unpickled.
+BATCH_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -164,6 +174,12 @@ def _from_batches(source, read) -> Cifar10:
         raw = read(name)
         if raw is None:
             _bad(source, f"the original release's folder without its {name} file")
+        if (digest := hashlib.md5(raw).hexdigest()) != BATCH_MD5[name]:
+            _bad(
+                source,
+                f"a {name} whose md5 is {digest}, not the release's {BATCH_MD5[name]} "
+                "(only the original batch files are read: they are pickles, which can run code)",
+            )
         try:
             d = pickle.loads(raw, encoding="bytes")
             x = np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)

@@ -10,12 +10,15 @@ any point leaves either the whole previous set of outputs or the whole new one.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
 import os
 import shutil
 import signal
+import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -116,9 +119,15 @@ def read_json(path):
 def save_npy(path, array) -> None:
     # np.save (not savez): .npz is a zip whose entries carry the write time,
     # which would make identical results differ byte for byte.
+    array = np.ascontiguousarray(array)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
-            np.save(f, np.ascontiguousarray(array))
+            try:
+                np.save(f, array)
+            except OSError as e:  # numpy's short write carries no errno: say what it was
+                if e.errno is None and shutil.disk_usage(tmp.parent).free < array.nbytes:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from None
+                raise
 
 
 def load_npy(path, restore: str) -> np.ndarray:
@@ -165,11 +174,18 @@ class OutputSet:
     (file or whole directory) written into it replaces the entry of the same
     name in `final` when the set commits. Nothing outside staging changes
     before `commit`; a failure or a kill before it leaves the old outputs.
+
+    The commit writes a journal (the moves, with their sha256) and then moves.
+    A destination on another filesystem than .nads (a bind mount) first gets a
+    copy of its entries beside them, so that every move is a rename on one
+    filesystem; until the journal exists, those copies are listed in
+    `incoming` and a recovery removes them.
     """
 
     def __init__(self, name: str, root: Path = Path(".")):
         if not name or "/" in name or name.startswith("."):
             raise ValueError(f"output set name {name!r}: must be a plain file name")
+        self.name = name
         self.root = Path(root)
         self.dir = self.root / STAGING / name
         self.folders: dict[Path, Path] = {}  # staging folder -> real folder
@@ -177,19 +193,18 @@ class OutputSet:
     def __enter__(self) -> "OutputSet":
         _remove(self.dir)  # (a killed run's staging was recovered or discarded when the stage started)
         self.dir.mkdir(parents=True)
-        (self.dir / "owner").write_text(str(os.getpid()))
+        (self.dir / "owner").write_text(_identity(os.getpid()))
         return self
 
     def __exit__(self, kind, *_) -> None:
         if kind is None:
             self.commit()
         else:
-            _remove(self.dir)
+            _discard(self.root, self.dir)
 
     def folder(self, final) -> Path:
         final = Path(final)
-        if final.is_absolute() or ".." in final.parts:
-            raise ValueError(f"{final}: outputs stay inside the repository")
+        inside(self.root, final, "output folder")
         staged = self.dir / "out" / str(len(self.folders))
         staged.mkdir(parents=True)
         self.folders[staged] = final
@@ -204,23 +219,80 @@ class OutputSet:
         return path
 
     def commit(self) -> None:
-        moves = [
-            (str(entry.relative_to(self.root)), str(final / entry.name))
-            for staged, final in self.folders.items()
-            for entry in sorted(staged.iterdir())
-        ]
-        write_json(self.dir / "journal.json", moves)  # from here on, the new set is the one to finish
-        _finish(self.root, self.dir)
+        moves = []
+        for staged, final in self.folders.items():
+            dest = self.root / final
+            dest.mkdir(parents=True, exist_ok=True)
+            source = staged
+            if os.stat(staged).st_dev != os.stat(dest).st_dev:  # rename cannot cross filesystems
+                source = dest / f".nads-incoming-{self.name}"
+                with open(self.dir / "incoming", "a") as f:
+                    f.write(f"{source.relative_to(self.root)}\n")
+                _remove(source)
+                shutil.copytree(staged, source, symlinks=True)
+            for entry in sorted(source.iterdir()):
+                moves.append([str(p.relative_to(self.root)) for p in (entry, dest / entry.name)])
+        digest = hashlib.sha256(json.dumps(moves).encode()).hexdigest()
+        write_json(self.dir / "journal.json", {"moves": moves, "sha256": digest})  # from here on, the new set
+        _finish(self.root, self.dir, moves)
 
 
-def _finish(root: Path, txn: Path) -> None:
+def inside(root: Path, path, what: str) -> Path:
+    """`path` (relative to `root`) if it stays inside `root` once links are followed."""
+    path = Path(path)
+    resolved = (Path(root) / path).resolve()
+    if path.is_absolute() or ".." in path.parts or not resolved.is_relative_to(Path(root).resolve()):
+        raise InputError(
+            f"{what} {path} resolves to {resolved}, outside the repository: outputs stay inside it "
+            "(replace the link by a folder)"
+        )
+    return path
+
+
+def _finish(root: Path, txn: Path, moves: list) -> None:
     """Move every journaled entry into place (those not moved yet), then drop the staging."""
-    for i, (src, dst) in enumerate(read_json(txn / "journal.json")):
+    for src, dst in moves:
         src, dst = root / src, root / dst
+        park = dst.with_name(f".nads-old-{dst.name}")  # beside dst: on its filesystem
         if src.exists() or src.is_symlink():
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            _replace(src, dst, park=txn / "old" / str(i))
+            _replace(src, dst, park)
             _write_point()
+        _remove(park)  # (left by a kill between parking the old directory and moving the new in)
+    _discard(root, txn)
+
+
+def _journal(root: Path, txn: Path) -> list:
+    """The moves of `txn`'s journal, verified (its checksum, every path inside the
+    repository, every source in the staging); InputError saying why not."""
+    try:
+        record = read_json(txn / "journal.json")
+        moves = record["moves"]
+        ok = hashlib.sha256(json.dumps(moves).encode()).hexdigest() == record["sha256"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise InputError(f"unreadable ({type(e).__name__})") from None
+    if not ok:
+        raise InputError("checksum mismatch")
+    incoming = _incoming(root, txn)
+    for src, dst in moves:
+        inside(root, src, "journaled source")
+        inside(root, dst, "journaled destination")
+        if not ((root / src).is_relative_to(txn) or (root / src).parent in incoming):
+            raise InputError(f"source {src} is not in the staging")
+    return moves
+
+
+def _incoming(root: Path, txn: Path) -> list[Path]:
+    """The copies a commit made beside destinations on other filesystems (inside the repository)."""
+    try:
+        lines = (txn / "incoming").read_text().split()
+    except OSError:
+        return []
+    return [root / p for p in lines if not Path(p).is_absolute() and ".." not in Path(p).parts]
+
+
+def _discard(root: Path, txn: Path) -> None:
+    for copy in _incoming(root, txn):
+        _remove(copy)
     _remove(txn)
 
 
@@ -229,26 +301,61 @@ def recover(root: Path = Path(".")) -> list[str]:
 
     A set with a journal was complete: it is moved into place. One without was
     not: it is discarded, and the previous outputs stand. Sets whose owner
-    process is alive (a stage running now) are left alone."""
+    process is alive (a stage running now) are left alone. A journal that does
+    not verify is not followed: its set is set aside in .nads/damaged, with one
+    line saying so; the outputs may then mix two runs, which DVC sees (they
+    differ from dvc.lock) and reruns."""
     done = []
-    staging = Path(root) / STAGING
+    root = Path(root)
+    staging = root / STAGING
     for txn in sorted(staging.iterdir()) if staging.is_dir() else []:
         if _alive(txn / "owner"):
             continue
-        if (txn / "journal.json").is_file():
-            _finish(Path(root), txn)
+        if (txn / "journal.json").exists():
+            try:
+                moves = _journal(root, txn)
+            except InputError as e:
+                _set_aside(root, txn, str(e))
+            else:
+                _finish(root, txn, moves)
         else:
-            _remove(txn)
+            _discard(root, txn)
         done.append(txn.name)
     return done
 
 
+def _set_aside(root: Path, txn: Path, why: str) -> None:
+    damaged = root / ".nads/damaged" / f"{txn.name}-{int(time.time())}"
+    damaged.parent.mkdir(parents=True, exist_ok=True)
+    for copy in _incoming(root, txn):
+        _remove(copy)
+    os.replace(txn, damaged)
+    print(
+        f"warning: {txn.name}: the journal of its last, interrupted commit is damaged ({why}), so its outputs "
+        f"may mix two runs; rerun it: dvc repro -f {txn.name} (set aside in {damaged.relative_to(root)})",
+        file=sys.stderr,
+    )
+
+
+def _identity(pid: int) -> str:
+    """A process's PID and start time: a PID reused by a later process does not match."""
+    return f"{pid} {_start_time(pid)}"
+
+
+def _start_time(pid: int) -> str:
+    try:  # field 22 of /proc/<pid>/stat, in clock ticks since boot
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"  # no /proc (not Linux), or no such process
+
+
 def _alive(owner: Path) -> bool:
     try:
-        pid = int(owner.read_text())
+        pid_text, started = owner.read_text().split()
+        pid = int(pid_text)
     except (OSError, ValueError):
         return False
-    return pid != os.getpid() and pid_alive(pid)
+    return pid != os.getpid() and pid_alive(pid) and _start_time(pid) == started
 
 
 def pid_alive(pid: int) -> bool:

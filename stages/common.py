@@ -13,6 +13,7 @@ continues where it stopped (nads/resume.py).
 
 from __future__ import annotations
 
+import errno
 import shutil
 import signal
 import sys
@@ -98,6 +99,22 @@ def stage(name: str, label: str | None = None, all_params: bool = False, archs: 
     except KeyboardInterrupt:
         print(f"{label}: interrupted; the previous outputs are unchanged", file=sys.stderr)
         sys.exit(130)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        print(f"error: {label}: {_no_space(e.filename)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _no_space(filename) -> str:
+    where = Path(filename or ".nads").absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    return (
+        f"no space left on the device of {where} ({free / 2**20:.1f} MiB free); the previous outputs are "
+        "unchanged and finished jobs are kept (.nads/partial): free some space and rerun"
+    )
 
 
 def _check_environment() -> None:

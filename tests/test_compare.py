@@ -3,6 +3,8 @@
 import csv
 import io
 import shutil
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -54,6 +56,27 @@ def test_every_file_is_checked_against_its_published_sha256(tmp_path):
         match="'mlp': the paper published no results for it; published: logreg, lenet, vgg11_bn, resnet18, densenet121",
     ):
         published.files_of("mlp")
+
+
+@real
+def test_a_kept_copy_is_checked_as_a_fetched_one(repo):
+    """reference@lenet without NADS_PUBLISHED keeps the copy it fetched before, after
+    checking it: one changed byte is one line and status 2, not a new hash in dvc.lock."""
+    cmd = [sys.executable, "-m", "stages.fetch", "published", "lenet"]
+    fetched = subprocess.run(cmd, cwd=repo.path, env={**repo.env, "NADS_PUBLISHED": str(SHARED)}, capture_output=True)
+    assert fetched.returncode == 0, fetched.stderr
+    kept = subprocess.run(cmd, cwd=repo.path, env=repo.env, capture_output=True, text=True)
+    assert kept.returncode == 0 and "keeping data/raw/published/lenet" in kept.stderr
+    spectrum = repo.path / "data/raw/published/lenet/NADs/LeNet_eigenvals.npy"
+    raw = bytearray(spectrum.read_bytes())
+    raw[-1] ^= 1
+    spectrum.write_bytes(bytes(raw))
+    tampered = subprocess.run(cmd, cwd=repo.path, env=repo.env, capture_output=True, text=True)
+    assert tampered.returncode == 2
+    assert tampered.stderr.count("\n") == 1 and tampered.stderr.startswith(
+        "error: published results kept in data/raw/published/lenet (dvc checkout data/raw/published/lenet): "
+        "NADs/LeNet_eigenvals.npy has sha256"
+    ), tampered.stderr
 
 
 @pytest.mark.parametrize("data_filter", [True, False], ids=["python>=3.11.4", "python<3.11.4"])

@@ -1,6 +1,8 @@
 """CIFAR-10 loaders on tiny archives of every supported format, poisoning and the flip."""
 
+import os
 import pickle
+import sys
 import tarfile
 import urllib.request
 from pathlib import Path
@@ -26,13 +28,24 @@ def _batch(x, y):
     return pickle.dumps({b"data": x.transpose(0, 3, 1, 2).reshape(len(x), -1), b"labels": list(map(int, y))})
 
 
-def make_batches_dir(root):
+@pytest.fixture
+def batch_md5(monkeypatch):
+    """The md5s of this file's test batches, in place of the release's (which alone are unpickled)."""
+    md5 = dict(datasets.BATCH_MD5)
+    monkeypatch.setattr(datasets, "BATCH_MD5", md5)
+    return md5
+
+
+def make_batches_dir(root, md5=None):
+    """The original release's layout with this file's arrays; their md5s go into `md5`."""
     d = root / "cifar-10-batches-py"
     d.mkdir(parents=True)
     # The original release: five training batches and a test batch.
     for i, part in enumerate(np.array_split(np.arange(20), 5), start=1):
         (d / f"data_batch_{i}").write_bytes(_batch(X["train"][part], Y["train"][part]))
     (d / "test_batch").write_bytes(_batch(X["test"], Y["test"]))
+    for f in d.iterdir() if md5 is not None else ():
+        md5[f.name] = files.file_digest(f, "md5")
     return d
 
 
@@ -61,8 +74,8 @@ def check(data):
     assert data.classes == CLASSES
 
 
-def test_every_format_loads_to_the_same_arrays(tmp_path):
-    batches = make_batches_dir(tmp_path / "orig")
+def test_every_format_loads_to_the_same_arrays(tmp_path, batch_md5):
+    batches = make_batches_dir(tmp_path / "orig", batch_md5)
     check(load_source(str(batches)))
     check(load_source(str(tmp_path / "orig")))  # the folder holding cifar-10-batches-py/
     tree = make_tree(tmp_path / "tree")
@@ -71,8 +84,10 @@ def test_every_format_loads_to_the_same_arrays(tmp_path):
     check(load_source(str(tar_of(tree, tmp_path / "flat.tar.gz", "."))))  # train/ and test/ at the top
 
 
-def test_original_archive_is_checksummed(tmp_path):
-    archive = tar_of(make_batches_dir(tmp_path / "orig"), tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py")
+def test_original_archive_is_checksummed(tmp_path, batch_md5):
+    archive = tar_of(
+        make_batches_dir(tmp_path / "orig", batch_md5), tmp_path / "cifar-10-python.tar.gz", "cifar-10-batches-py"
+    )
     with pytest.raises(SourceError, match="md5 is .*, not c58f30108f718f92721af3b95e74349a"):
         load_source(str(archive))
     # The reader itself is right: with the checksum of this test archive it loads.
@@ -84,7 +99,7 @@ def test_original_archive_is_checksummed(tmp_path):
         datasets.ORIGINAL_MD5 = original
 
 
-def test_truncated_corrupt_missing_and_misnamed_sources_fail_clearly(tmp_path):
+def test_truncated_corrupt_missing_and_misnamed_sources_fail_clearly(tmp_path, batch_md5):
     tree = make_tree(tmp_path / "tree")
     archive = tar_of(tree, tmp_path / "tree.tar.gz", "cifar10")
     truncated = tmp_path / "truncated.tar.gz"
@@ -100,14 +115,38 @@ def test_truncated_corrupt_missing_and_misnamed_sources_fail_clearly(tmp_path):
     wrong = make_tree(tmp_path / "wrong", classes=tuple(c.upper() for c in CLASSES))
     with pytest.raises(SourceError, match="classes are .*AIRPLANE.*not CIFAR-10's"):
         load_source(str(wrong))
-    batches = make_batches_dir(tmp_path / "b")
+    batches = make_batches_dir(tmp_path / "b", batch_md5)
     (batches / "data_batch_3").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(SourceError, match="a data_batch_3 whose md5 is .*, not the release's"):
+        load_source(str(batches))
+    batch_md5["data_batch_3"] = files.file_digest(batches / "data_batch_3", "md5")  # garbage, yet "the release's"
     with pytest.raises(SourceError, match="a corrupt data_batch_3"):
         load_source(str(batches))
-    batches = make_batches_dir(tmp_path / "c")
+    batches = make_batches_dir(tmp_path / "c", batch_md5)
     (batches / "test_batch").unlink()
     with pytest.raises(SourceError, match="without its test_batch"):
         load_source(str(batches))
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, (f"touch {MARKER}",))
+
+
+MARKER = None
+
+
+def test_a_crafted_batch_file_is_refused_before_it_is_unpickled(tmp_path, monkeypatch):
+    """A cifar-10-batches-py/ folder whose data_batch_1 runs a command when unpickled:
+    refused by its md5, and the command never runs."""
+    monkeypatch.setattr(sys.modules[__name__], "MARKER", tmp_path / "ran")
+    batches = make_batches_dir(tmp_path / "orig")
+    (batches / "data_batch_1").write_bytes(pickle.dumps(_RunsCode()))
+    with pytest.raises(SourceError, match="a data_batch_1 whose md5 is .*they are pickles, which can run code"):
+        load_source(str(batches))
+    assert not (tmp_path / "ran").exists()
+    pickle.loads((batches / "data_batch_1").read_bytes())  # the file really does run it
+    assert (tmp_path / "ran").exists()
 
 
 def test_poisoning_sets_each_projection_and_leaves_the_rest():

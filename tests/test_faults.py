@@ -7,6 +7,7 @@ Each test works on a private copy of the tiny pipeline built once (conftest.buil
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -318,3 +319,33 @@ def test_the_cifar_copy_is_an_input_by_content_not_by_path(built_copy, tmp_path)
     assert ran(proc) == {"fetch@cifar10"}  # same bytes: nothing downstream reruns
     assert "Data and pipelines are up to date" in repo.dvc("status").stdout
     assert (repo.path / "dvc.lock").read_text().count(str(moved)) == 0
+
+
+def test_a_full_disk_is_one_line_naming_the_device_and_its_free_space(repo):
+    """.nads on a real 64 KiB tmpfs (a private mount namespace): the synthetic bank
+    does not fit in its staging; one line, status 2, no output written, no traceback."""
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    if probe.returncode:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.decode().strip()}")
+    (repo.path / ".nads").mkdir()
+    before = tree_digest(repo.path)
+    script = f"mount -t tmpfs -o size=64k tmpfs .nads && exec {sys.executable} -m stages.synthetic"
+    p = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script], cwd=repo.path, env=repo.env, capture_output=True, text=True
+    )
+    assert p.returncode == 2, p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert re.fullmatch(
+        r"error: synthetic: no space left on the device of \S+/\.nads\S* \(\d+\.\d MiB free\); .*", line
+    )
+    assert "Traceback" not in p.stderr
+    assert tree_digest(repo.path) == before
+
+
+def tree_digest(root: Path) -> dict:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for d in ("data", "results")
+        for p in (root / d).rglob("*")
+        if p.is_file()
+    }
