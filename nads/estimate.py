@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -269,8 +270,23 @@ class Engine:
 SHARD = 64  # networks per shard: the unit of work of a worker process or Ray task
 
 
-def shards(n_networks: int) -> list[range]:
-    return [range(a, min(a + SHARD, n_networks)) for a in range(0, n_networks, SHARD)]
+@dataclass(frozen=True)
+class Shards(Sequence):
+    """Networks 0..n-1 in shards of SHARD: range(0, 64), range(64, 128)... made on demand,
+    so that the job list (and the resume key, which pickles it) does not grow with n."""
+
+    n_networks: int
+
+    def __len__(self) -> int:
+        return -(-self.n_networks // SHARD)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        if not -len(self) <= i < len(self):
+            raise IndexError(i)
+        a = (i % len(self)) * SHARD
+        return range(a, min(a + SHARD, self.n_networks))
 
 
 _engine_cache: dict = {}
@@ -303,7 +319,7 @@ def total_moments(
     )
     halves = executor.map(
         shard_moments,
-        shards(n_networks),
+        Shards(n_networks),
         (spec, engine),
         engine._dev,
         monitor=monitor,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import os
 import queue
 import shutil
@@ -37,7 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from multiprocessing import get_all_start_methods, get_context
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 
@@ -46,6 +47,8 @@ from .config import DEVICES, EXECUTORS, is_device
 from .errors import InputError, ParamError
 from .progress import Monitor
 from .runtime import fingerprint, resolve_device
+
+IN_FLIGHT = 4  # jobs submitted ahead per worker (or per Ray CPU)
 
 
 def cpu_workers() -> int:
@@ -87,14 +90,14 @@ class LocalExecutor:
         if workers is None:
             workers = cpu_workers() if torch.device(device).type == "cpu" else 1
         results = _Results(resume.job_store(self.keep, fn, jobs, common), jobs, on_done, monitor, fold)
-        todo = results.todo()
-        if min(workers, len(todo)) <= 1:
+        todo, left = results.todo(), results.left()
+        if min(workers, left) <= 1:
             for i in todo:
                 results.add(
                     i, *_run_job(fn, common, jobs[i], monitor.handle if monitor else None, results.training_state(i))
                 )
         else:
-            _pool_map(fn, jobs, todo, common, min(workers, len(todo)), results, monitor)
+            _pool_map(fn, jobs, todo, common, min(workers, left), results, monitor)
         return results.value()
 
 
@@ -116,8 +119,12 @@ class _Results:
                 monitor.resumed(resumed)
             self._fold()
 
-    def todo(self) -> list[int]:
-        return [i for i in range(self.next, len(self.jobs)) if i not in self.done]
+    def todo(self) -> Iterator[int]:
+        """The jobs still to run, in order (lazily: a map may have millions)."""
+        return (i for i in range(self.next, len(self.jobs)) if i not in self.done)
+
+    def left(self) -> int:
+        return len(self.jobs) - self.next - len(self.done)
 
     def training_state(self, i: int):
         return None if self.store is None else self.store.training_state(i)
@@ -251,13 +258,20 @@ def _pool_map(fn, jobs, todo, common, workers, results: _Results, monitor):
             except queue.Empty:
                 return
 
+    pending: dict = {}
+
+    def submit():  # a few jobs per worker in flight: memory does not grow with the number of jobs
+        for i in itertools.islice(todo, IN_FLIGHT * workers - len(pending)):
+            pending[pool.submit(_pool_call, fn, jobs[i], results.training_state(i))] = i
+
     try:
-        pending = {pool.submit(_pool_call, fn, jobs[i], results.training_state(i)): i for i in todo}
+        submit()
         while pending:
             finished, _ = wait(pending, timeout=progress.FLUSH_S, return_when=FIRST_COMPLETED)
             drain()
             for future in finished:
                 results.add(pending.pop(future), *future.result())
+            submit()
     except BrokenProcessPool:
         raise RuntimeError(
             f"a worker process died (killed by the system, out of memory?) while running "
@@ -357,13 +371,21 @@ class RayExecutor:
         results = _Results(resume.job_store(self.keep, fn, jobs, common), jobs, on_done, monitor, fold)
         shared = ray.put(common)
         code = fingerprint()
-        pending = {task.remote(fn, shared, jobs[i], code): i for i in results.todo()}
+        todo, pending = results.todo(), dict[object, int]()
+        in_flight = IN_FLIGHT * max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+        def submit():
+            for i in itertools.islice(todo, in_flight - len(pending)):
+                pending[task.remote(fn, shared, jobs[i], code)] = i
+
         try:
+            submit()
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)
                 for ref in done:
                     # ray.get raises once a job has failed max_retries + 1 times
                     results.add(pending.pop(ref), *ray.get(ref))
+                submit()
         finally:
             for ref in pending:  # Ctrl-C or a failed job: do not leave the cluster busy
                 try:

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import files
 from .config import Synthetic
+from .errors import ParamError
 from .directions import fourier_directions
 
 
@@ -96,6 +97,7 @@ def write_bank(out_dir, cfg: Synthetic):
 
     Returns (metrics: counts and empirical checks, freqs, directions).
     """
+    _check_fits(cfg)
     freqs, directions = fourier_directions(cfg.input_shape, cfg.fourier_stride)
     bank = draw_noise_bank(cfg)
     with files.atomic_path(out_dir) as tmp:
@@ -138,6 +140,22 @@ def write_bank(out_dir, cfg: Synthetic):
         freqs,
         directions,
     )
+
+
+def _check_fits(cfg: Synthetic) -> None:
+    """Refuse, before allocating, a bank this machine's memory cannot hold while it is checked."""
+    dim = int(np.prod(cfg.input_shape))
+    need = (cfg.n_train + cfg.n_test) * dim * 4 + cfg.n_train * dim * 16  # the bank; the check's x and residuals
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        available = int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        return  # not Linux: numpy's own error will say it
+    if need > available:
+        raise ParamError(
+            f"synthetic.n_train + synthetic.n_test = {cfg.n_train + cfg.n_test} samples of {dim} floats need "
+            f"{need / 2**30:.1f} GiB of memory; {available / 2**30:.1f} GiB is available here: lower them"
+        )
 
 
 def load_bank(data_dir) -> tuple[NoiseBank, np.ndarray, np.ndarray]:

@@ -146,3 +146,17 @@ def test_bad_input_fails_at_once(kwargs, message):
     with pytest.raises(ParamError) as e:
         estimate_nads(**kwargs)
     assert str(e.value).startswith(message)
+
+
+def test_the_shard_list_is_made_on_demand_so_the_resume_key_does_not_grow_with_the_work():
+    import pickle
+
+    from nads.estimate import SHARD, Shards
+
+    assert list(Shards(130)) == [range(0, 64), range(64, 128), range(128, 130)] and SHARD == 64
+    assert Shards(130)[-1] == range(128, 130) and Shards(128)[1:] == [range(64, 128)]
+    with pytest.raises(IndexError):
+        Shards(128)[2]
+    huge = Shards(10**9)
+    assert len(huge) == 15_625_000 and huge[15_624_999] == range(999_999_936, 10**9)
+    assert len(pickle.dumps(huge)) < 200 and Shards(10**9) == huge != Shards(10**9 - 1)

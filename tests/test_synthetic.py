@@ -102,3 +102,16 @@ def test_interrupted_write_keeps_previous_bank(tmp_path, monkeypatch):
     assert len(calls) == 3
     assert _digest(tmp_path / "a") == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]  # no temporary left behind
+
+
+def test_a_bank_that_cannot_fit_in_memory_is_refused_before_allocating(tmp_path):
+    from nads.errors import ParamError
+    from nads.synthetic import write_bank
+
+    with pytest.raises(
+        ParamError,
+        match=r"^synthetic.n_train \+ synthetic.n_test = 1000010000 samples of 1024 "
+        r"floats need 19073.5 GiB of memory; [\d.]+ GiB is available here: lower them$",
+    ):
+        write_bank(tmp_path / "bank", Synthetic.parse({"n_train": 10**9}))
+    assert not (tmp_path / "bank").exists()
