@@ -16,8 +16,8 @@ import numpy as np
 
 from . import files
 from .config import Synthetic
-from .errors import ParamError
 from .directions import fourier_directions
+from .errors import ParamError
 
 
 @dataclass(frozen=True)
