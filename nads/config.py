@@ -272,10 +272,20 @@ class Ray(Section):
     def check(self) -> None:
         self.require(
             "address",
-            bool(self.address),
+            self.address == "auto" or ray_endpoint(self.address) is not None,
             "must be 'auto' or a cluster address such as 'ray://head:10001' or 'head:6379'",
         )
         self.require("max_retries", self.max_retries >= 0, "must be an integer >= 0 (retries of a failed task)")
+
+
+def ray_endpoint(address: str) -> tuple[str, int] | None:
+    """(host, port) of a Ray cluster address 'host:port' or 'ray://host:port'; None if it is not one."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not (sep and host and port.isdigit() and 0 < int(port) < 65536) or any(c in host for c in "/@ "):
+        return None
+    return host, int(port)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ import os
 import queue
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -43,7 +44,7 @@ from typing import Callable, Iterator, Sequence
 import torch
 
 from . import portable, progress, resume
-from .config import DEVICES, EXECUTORS, is_device
+from .config import DEVICES, EXECUTORS, is_device, ray_endpoint
 from .errors import InputError, ParamError
 from .progress import Monitor
 from .runtime import fingerprint, resolve_device
@@ -312,6 +313,7 @@ class RayExecutor:
     def _ray(self):
         ray = import_ray()
         if not ray.is_initialized():
+            _check_reachable(self.address)
             # Workers start outside this process: they get the arithmetic settings explicitly.
             ray.init(
                 address=None if self.address == "auto" else self.address,
@@ -413,6 +415,22 @@ def _ray_call(fn, common, job, code: str):
     return result, units, events
 
 
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """An explicit cluster address answers within `timeout` s (ray.init would wait forever)."""
+    if address == "auto":
+        return
+    endpoint = ray_endpoint(address)
+    if endpoint is None:
+        raise ParamError(f"ray.address = {address!r}: must be 'auto' or 'host:port' / 'ray://host:port'")
+    try:
+        socket.create_connection(endpoint, timeout=timeout).close()
+    except OSError as e:
+        raise InputError(
+            f"ray.address = {address!r}: no Ray cluster answers there ({e.strerror or e}); "
+            "start one (ray start --head) or fix the address"
+        ) from None
+
+
 @functools.cache
 def import_ray():
     try:
@@ -443,5 +461,6 @@ def make_executor(
         return LocalExecutor(keep=keep)
     if executor == "ray":
         import_ray()  # fail now, before any compute
+        _check_reachable(ray_address)
         return RayExecutor(ray_address, max_retries, keep)
     raise ParamError(f"executor = {executor!r}: allowed: {', '.join(EXECUTORS)}")

@@ -11,8 +11,10 @@ these files, or a checkout); every file is checked against its recorded sha256.
 from __future__ import annotations
 
 import csv
+import errno
 import shutil
 import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,42 +80,43 @@ def fetch(dest, source: str | None = None, arch: str = "lenet") -> None:
     else:
         path = Path(source).expanduser()
         if path.is_dir():
-            root = path
+            for name in names:
+                if not (path / name).is_file():
+                    raise ReferenceError(f"published results {source!r}: {name} is missing")
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path / name, dest / name)
         elif path.is_file() and tarfile.is_tarfile(path):
-            with tarfile.open(path) as tar:
-                safe_extract(tar, dest / ".unpacked")
-            root = dest / ".unpacked"
-            tops = [p for p in root.iterdir()]
-            if not (root / "LICENSE").exists() and len(tops) == 1 and tops[0].is_dir():
-                root = tops[0]  # an archive of a checkout folder
+            _copy_from_archive(path, dest, names, source)
         else:
             raise ReferenceError(f"published results {source!r}: not a folder or a .tar.gz archive")
-        for name in names:
-            if not (root / name).is_file():
-                raise ReferenceError(f"published results {source!r}: {name} is missing")
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(root / name, dest / name)
-        shutil.rmtree(dest / ".unpacked", ignore_errors=True)
     verify(dest, names, source or "the download")
 
 
-def safe_extract(tar: tarfile.TarFile, dest: Path) -> None:
-    """Extract only plain files and folders inside `dest`: tarfile's 'data' filter, or the same
-    refusals where Python predates it (3.11.0-3.11.3, e.g. Debian 12's 3.11.2)."""
-    if hasattr(tarfile, "data_filter"):
-        try:
-            tar.extractall(dest, filter="data")
-        except tarfile.FilterError as e:
-            raise ReferenceError(
-                f"archive member {e.tarinfo.name!r}: not a plain file or folder inside the archive"
-            ) from None
-        return
-    root = Path(dest).resolve()
-    for m in tar.getmembers():
-        target = (root / m.name).resolve()
-        if not (m.isfile() or m.isdir()) or Path(m.name).is_absolute() or not target.is_relative_to(root):
-            raise ReferenceError(f"archive member {m.name!r}: not a plain file or folder inside the archive")
-    tar.extractall(dest)
+def _copy_from_archive(path: Path, dest: Path, names, source) -> None:
+    """Copy the members `names` (at the archive's top, or under its one top folder) into `dest`.
+    Only those are read, as regular files, and written where `names` say: nothing else in the
+    archive (links, paths outside it) is ever extracted."""
+    try:
+        with tarfile.open(path) as tar:
+            members = {m.name.removeprefix("./"): m for m in tar.getmembers()}
+            tops = {n.split("/")[0] for n in members if n not in ("", ".")}
+            prefix = tops.pop() + "/" if "LICENSE" not in members and len(tops) == 1 else ""
+            for name in names:
+                member = members.get(prefix + name)
+                if member is None:
+                    raise ReferenceError(f"published results {source!r}: {name} is missing")
+                found = tar.extractfile(member) if member.isfile() else None
+                if found is None:
+                    raise ReferenceError(f"published results {source!r}: {name} is not a regular file in the archive")
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                with found, open(dest / name, "wb") as out:
+                    shutil.copyfileobj(found, out)
+    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        if getattr(e, "errno", None) == errno.ENOSPC:
+            raise
+        raise ReferenceError(
+            f"published results {source!r}: an unreadable archive ({type(e).__name__}); it may be truncated or corrupt"
+        ) from None
 
 
 def verify(folder, names, source) -> None:

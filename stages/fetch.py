@@ -20,6 +20,13 @@ SOURCES = {"cifar10": ("CIFAR10", cifar10.fetch), "published": ("NADS_PUBLISHED"
 
 
 def main(name: str, *part: str) -> None:
+    if name not in SOURCES or len(part) != (name == "published") or (part and part[0] not in published.ARCHS):
+        print(
+            f"error: stages.fetch {' '.join((name, *part))}: allowed: cifar10, or published <arch> "
+            f"with <arch> one of {', '.join(published.ARCHS)}",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     variable, fetch = SOURCES[name]
     source = os.environ.get(variable) or None
     folder = Path("data/raw", name, *part)

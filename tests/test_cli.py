@@ -78,3 +78,18 @@ def test_estimate_names_the_option_that_is_wrong(tmp_path, args, message):
     r = nads("estimate", "--arch", "logreg", "--out", str(tmp_path / "x.npz"), *args)
     assert r.returncode == 2 and r.stderr.strip() == message
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "address, message",
+    [
+        ("127.0.0.1:1", "no Ray cluster answers there (Connection refused)"),
+        ("http://head", "must be 'auto' or 'host:port' / 'ray://host:port'"),
+    ],
+)
+def test_a_ray_address_that_cannot_be_a_cluster_fails_in_seconds_not_never(tmp_path, address, message):
+    pytest.importorskip("ray")
+    r = nads(
+        "estimate", "--arch", "logreg", "--executor", "ray", "--ray-address", address, "--out", str(tmp_path / "x.npz")
+    )  # (ray.init itself waits forever on 127.0.0.1:1; nads() gives up after 120 s)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr

@@ -106,6 +106,14 @@ def test_a_file_that_is_not_utf8_or_expands_without_bound_is_one_line(tmp_path):
     assert str(e.value).startswith("a0 = [1, 1, 1, 1, 1, 1, 1, 1, ...]: unknown section") and len(str(e.value)) < 300
 
 
+@pytest.mark.parametrize("address", ["", "http://head:6379", "head", "head:0", "head:99999", "ray://", "a b:1"])
+def test_a_ray_address_is_auto_or_host_and_port(address):
+    with pytest.raises(ParamError, match=r"^ray.address = .*: must be 'auto' or a cluster address"):
+        config.Ray.parse({"address": address})
+    for good in ("auto", "head:6379", "ray://head:10001", "10.0.0.1:6379", "[::1]:6379"):
+        assert config.Ray.parse({"address": good}).address == good
+
+
 def _profile(**changes) -> dict:
     params = yaml.safe_load((ROOT / "profiles" / "quick.yaml").read_text())
     for section, values in changes.items():

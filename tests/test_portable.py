@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = ROOT / "tests" / "portable_probe.py"
 
 
-def fingerprints(portable: bool = True, cpu: str | None = None) -> dict:
+def start(portable: bool = True, cpu: str | None = None) -> subprocess.Popen:
     from nads.portable import SETTINGS
 
     # (import nads put SETTINGS into this process's environment: the child must decide alone)
@@ -30,9 +30,27 @@ def fingerprints(portable: bool = True, cpu: str | None = None) -> dict:
     cmd = [sys.executable, str(PROBE)]
     if cpu:
         cmd = ["qemu-x86_64", "-cpu", cpu, *cmd]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def result(proc: subprocess.Popen) -> dict:
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def fingerprints(portable: bool = True, cpu: str | None = None) -> dict:
+    return result(start(portable, cpu))
+
+
+CPUS = ["Haswell-v4", "EPYC-Rome"]
+
+
+@pytest.fixture(scope="module")
+def emulated() -> dict:
+    """Both emulated CPUs' fingerprints, computed side by side (one core each)."""
+    procs = {cpu: start(cpu=cpu) for cpu in CPUS}
+    return {cpu: result(p) for cpu, p in procs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +70,6 @@ def test_the_settings_change_the_bits(here):
     platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
     reason="needs an x86-64 machine and qemu-user (apt-get install qemu-user)",
 )
-@pytest.mark.parametrize("cpu", ["Haswell-v4", "EPYC-Rome"])
-def test_an_emulated_intel_and_amd_cpu_compute_the_same_bits(here, cpu):
-    assert fingerprints(cpu=cpu) == here
+@pytest.mark.parametrize("cpu", CPUS)
+def test_an_emulated_intel_and_amd_cpu_compute_the_same_bits(here, emulated, cpu):
+    assert emulated[cpu] == here
