@@ -85,10 +85,10 @@ NADS_PUBLISHED ?=
 
 repro: $(MAIN)
 ifdef CIFAR10
-	CIFAR10='$(abspath $(CIFAR10))' dvc repro --force --single-item fetch@cifar10
+	CIFAR10="$$(realpath -m -- '$(CIFAR10)')" dvc repro --force --single-item fetch@cifar10
 endif
 ifdef NADS_PUBLISHED
-	NADS_PUBLISHED='$(abspath $(NADS_PUBLISHED))' dvc repro --force --single-item --glob 'reference@*'
+	NADS_PUBLISHED="$$(realpath -m -- '$(NADS_PUBLISHED)')" dvc repro --force --single-item --glob 'reference@*'
 endif
 	dvc repro
 

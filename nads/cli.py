@@ -152,17 +152,33 @@ HEADLINE = (
 )
 
 
+def mlflow_error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+
+
 def _runs(args) -> int:
     """The latest MLflow run of each stage, with its headline metrics."""
     import mlflow
 
     from . import tracking
 
-    mlflow.set_tracking_uri(args.tracking_uri or tracking.tracking_uri())
-    if mlflow.get_experiment_by_name(tracking.EXPERIMENT) is None:
-        print(f"no runs yet in {mlflow.get_tracking_uri()} (run the pipeline: make repro)")
+    uri = args.tracking_uri or tracking.tracking_uri()
+    if not tracking.store_exists(uri):  # (reading would create it: this command writes nothing)
+        print(f"no runs yet: no store at {uri} (run the pipeline: make repro)")
         return 0
-    df = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT], order_by=["start_time DESC"])
+    tracking.check_store(uri, write=False)
+    mlflow.set_tracking_uri(uri)
+    try:
+        exp = tracking.experiment(mlflow)
+        if exp is None:
+            print(f"no runs yet in {uri} (run the pipeline: make repro)")
+            return 0
+        df = mlflow.search_runs(experiment_ids=[exp.experiment_id], order_by=["start_time DESC"])
+    except mlflow.exceptions.MlflowException as e:
+        raise tracking.StoreError(f"MLflow tracking store {uri}: {mlflow_error(e)}") from None
+    if df.empty:
+        print(f"no runs yet in {uri} (run the pipeline: make repro)")
+        return 0
     latest = df.drop_duplicates("tags.mlflow.runName")
     print(f"store: {mlflow.get_tracking_uri()}")
     for _, r in latest.sort_values("tags.mlflow.runName").iterrows():

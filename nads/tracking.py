@@ -21,14 +21,16 @@ the machine's CPU, memory, disk, network (and GPU with nvidia-ml-py) as
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ EXPERIMENT = "nads"
 # tag records that `nads` is model training; the UI 3.17 itself follows its own sidebar switch
 # (kept in the browser) unless the URL says `workflowType=machine_learning`, as ui_url's does.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"  # an API call any MLflow server answers
 # System metrics: one sample every SAMPLE_S seconds, their mean logged every SAMPLES samples
 # (a point a minute: hours-long stages stay light); a shorter stage logs one point at its end.
 # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL and _SAMPLES_BEFORE_LOGGING override both.
@@ -74,30 +77,57 @@ class StoreError(InputError):
     """The tracking store cannot take a run."""
 
 
-def check_store(uri: str, timeout: float = 5.0) -> None:
-    """Fail in one line, in at most `timeout` seconds, if the store at `uri` cannot take a run."""
+def check_store(uri: str, timeout: float = 5.0, write: bool = True) -> None:
+    """Fail in one line, in at most about `timeout` seconds, if the store at `uri` cannot take a
+    run (write) or be read: a server must answer its health check and an MLflow API call; a
+    SQLite file must be a readable database. Creates nothing."""
 
     def fail(why: str):
         raise StoreError(f"MLflow tracking store {uri}: {why}; fix it, or set MLFLOW_TRACKING_URI to another store")
 
     if uri.startswith(("http://", "https://")):
-        try:
-            urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-        except (OSError, ValueError) as e:  # refused, timed out, DNS, HTTP error status
-            fail(f"no answer within {timeout:g} s ({getattr(e, 'reason', None) or e})")
+        base = uri.rstrip("/")
+        for path, what in (("/health", "its health check"), (SEARCH, "an MLflow API call")):
+            try:
+                with urllib.request.urlopen(base + path, timeout=timeout) as r:
+                    body = r.read()
+                if path == SEARCH:
+                    json.loads(body)
+            except urllib.error.HTTPError as e:
+                fail(f"answered HTTP {e.code} to {what} ({path}): is it an MLflow tracking server?")
+            except (OSError, ValueError) as e:  # refused, timed out, DNS; not JSON
+                reason = getattr(e, "reason", None) or e
+                if isinstance(e, ValueError) and not isinstance(e, urllib.error.URLError):
+                    fail(f"answered {what} ({path}) with something that is not MLflow's JSON")
+                fail(f"no answer to {what} within {timeout:g} s ({reason})")
         return
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])
         if not db.parent.is_dir():  # SQLite creates the file, never its folder
             fail(f"no folder {db.parent}")
-        if db.exists() and not os.access(db, os.W_OK) or not os.access(db.parent, os.W_OK | os.X_OK):
+        if write and (db.exists() and not os.access(db, os.W_OK) or not os.access(db.parent, os.W_OK | os.X_OK)):
             fail(f"{db} is read-only")  # (SQLite writes a journal beside the file, too)
-    elif "://" not in uri or uri.startswith("file:"):  # a file store: MLflow creates its folders
+        if db.exists():
+            try:
+                with closing(sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=timeout)) as con:
+                    con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as e:
+                fail(f"{db} is not a readable SQLite database ({e})")
+    elif write and ("://" not in uri or uri.startswith("file:")):  # a file store: MLflow creates its folders
         folder = Path(uri.removeprefix("file://").removeprefix("file:"))
         existing = next((d for d in (folder, *folder.parents) if d.exists()), folder)
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             fail(f"cannot write in {existing}")
     # Other backends (databricks, postgresql...): their clients report their own errors.
+
+
+def store_exists(uri: str) -> bool:
+    """Whether a local store is there already (reading one that is not would create it)."""
+    if uri.startswith("sqlite:///"):
+        return Path(uri[len("sqlite:///") :]).is_file()
+    if "://" not in uri or uri.startswith("file:"):
+        return Path(uri.removeprefix("file://").removeprefix("file:")).is_dir()
+    return True
 
 
 def git_commit(root: Path) -> str:
@@ -119,8 +149,20 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _experiment_id(mlflow, artifact_location: str | None) -> str:
+def experiment(mlflow):
+    """The `nads` experiment of the store mlflow points at (None if there is none); a
+    deleted one is a StoreError (MLflow would neither use nor recreate it)."""
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
+    if exp is not None and exp.lifecycle_stage == "deleted":
+        raise StoreError(
+            f"MLflow tracking store {mlflow.get_tracking_uri()}: its experiment {EXPERIMENT!r} is deleted; restore "
+            f"it (mlflow experiments restore --experiment-id {exp.experiment_id}) or use another store"
+        )
+    return exp
+
+
+def _experiment_id(mlflow, artifact_location: str | None) -> str:
+    exp = experiment(mlflow)
     if exp is None:
         return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: KIND})
     if KIND_TAG not in exp.tags:  # made by an earlier version of this module
@@ -267,9 +309,11 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     tags.update({f"env.{k}": v for k, v in environment.record().items()})
     try:
-        experiment = _experiment_id(mlflow, artifacts)
-        end_orphans(mlflow.MlflowClient(), experiment)
-        run = StageRun(mlflow, mlflow.start_run(experiment_id=experiment, run_name=name, tags=tags), uri)
+        experiment_id = _experiment_id(mlflow, artifacts)
+        end_orphans(mlflow.MlflowClient(), experiment_id)
+        run = StageRun(mlflow, mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags), uri)
+    except StoreError:
+        raise
     except Exception as e:  # noqa: BLE001 - the store passed check_store but still refuses: say so in one line
         raise StoreError(
             f"MLflow tracking store {uri}: cannot start a run ({type(e).__name__}: "

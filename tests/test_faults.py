@@ -183,7 +183,7 @@ def test_a_store_that_cannot_take_a_run_fails_first_in_one_line(built_copy):
     proc = stage(repo, "stages.nads", "logreg", env={"MLFLOW_TRACKING_URI": down})
     assert time.time() - t0 < 20
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: MLflow tracking store {down}: no answer within 5 s")
+    assert proc.stderr.startswith(f"error: MLflow tracking store {down}: no answer to its health check within 5 s")
     nowhere = f"sqlite:///{repo.path / 'params.yaml' / 'mlflow.db'}"  # a file where its folder should be
     proc = stage(repo, "stages.nads", "logreg", env={"MLFLOW_TRACKING_URI": nowhere})
     assert proc.returncode == 2 and proc.stderr.startswith(f"error: MLflow tracking store {nowhere}: no folder")
@@ -191,7 +191,9 @@ def test_a_store_that_cannot_take_a_run_fails_first_in_one_line(built_copy):
     garbage.write_bytes(b"this is not a database" * 100)
     proc = stage(repo, "stages.nads", "logreg", env={"MLFLOW_TRACKING_URI": f"sqlite:///{garbage}"})
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert proc.stderr.startswith(f"error: MLflow tracking store sqlite:///{garbage}: cannot start a run")
+    assert proc.stderr.startswith(
+        f"error: MLflow tracking store sqlite:///{garbage}: {garbage} is not a readable SQLite"
+    )
     assert digest(out) == before
 
 

@@ -386,3 +386,23 @@ def test_ray_executor_reproduces_the_local_outputs_with_logging_on_the_driver(bu
     executors = dict(zip(latest["tags.mlflow.runName"], latest["params.executor"]))
     assert {t: executors[t] for t in targets} == {t: "ray" for t in targets}
     assert executors["synthetic"] == "local"
+
+
+def test_make_repro_passes_paths_with_spaces_whole(tmp_path):
+    """`make repro CIFAR10='/a b/c.tar.gz'`: the stage gets the one absolute path (make's
+    abspath would split it at the space). The recipe lines are run with dvc replaced by a probe."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    given = {"CIFAR10": str(tmp_path / "my data" / "cifar 10.tar.gz"), "NADS_PUBLISHED": "rel dir/pub.tar.gz"}
+    dry = subprocess.run(
+        ["make", "-s", "-n", "repro", "NADS_VENV=0", *(f"{k}={v}" for k, v in given.items())],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    seen = {}
+    for name in given:
+        (line,) = [x for x in dry if x.startswith(f"{name}=")]
+        probe = line.split(" dvc repro")[0] + f" {sys.executable} -c 'import os; print(os.environ[\"{name}\"])'"
+        seen[name] = subprocess.run(["sh", "-c", probe], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert seen == {"CIFAR10": given["CIFAR10"], "NADS_PUBLISHED": str(tmp_path / "rel dir/pub.tar.gz")}

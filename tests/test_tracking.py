@@ -1,5 +1,9 @@
 import hashlib
+import http.server
 import json
+import subprocess
+import sys
+import threading
 import time
 
 import mlflow
@@ -205,3 +209,85 @@ def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_record
     # data/synthetic/meta.json (the atlas reads the grid's shape), results/nads, sweep, predict, poison, flip, compare,
     # figures
     assert len(runs["report"].inputs.dataset_inputs) == 8
+
+
+class _NotMlflow(http.server.BaseHTTPRequestHandler):
+    """/health answers at once; anything else answers 404, or (slow) nothing for 60 s."""
+
+    slow = False
+
+    def do_GET(self):
+        if self.path == "/health":
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"OK")
+            return
+        if self.slow:
+            time.sleep(60)
+        self.send_error(404)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    "slow, said",
+    [
+        (
+            False,
+            "answered HTTP 404 to an MLflow API call (/api/2.0/mlflow/experiments/search?max_results=1): "
+            "is it an MLflow tracking server?",
+        ),
+        (True, "no answer to an MLflow API call within 5 s (timed out)"),
+    ],
+    ids=["not MLflow", "slow on API calls"],
+)
+def test_a_server_that_is_not_mlflow_or_hangs_on_api_calls_fails_in_five_seconds(slow, said):
+    handler = type("Handler", (_NotMlflow,), {"slow": slow})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    uri = f"http://127.0.0.1:{server.server_address[1]}"
+    t0 = time.monotonic()
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "nads.cli", "runs", "--tracking-uri", uri],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        server.shutdown()
+    assert time.monotonic() - t0 < 15
+    assert (
+        r.returncode == 2
+        and r.stderr
+        == f"error: MLflow tracking store {uri}: {said}; fix it, or set MLFLOW_TRACKING_URI to another store\n"
+    ), r.stderr
+
+
+def test_nads_runs_reads_and_creates_nothing(tmp_path):
+    def runs(uri):
+        return subprocess.run(
+            [sys.executable, "-m", "nads.cli", "runs", "--tracking-uri", uri],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+        )
+
+    missing = f"sqlite:///{tmp_path}/nonexistent/dir/mlflow.db"
+    r = runs(missing)
+    assert r.returncode == 0 and r.stdout == f"no runs yet: no store at {missing} (run the pipeline: make repro)\n"
+    assert not any(tmp_path.iterdir())
+    (tmp_path / "bad.db").write_bytes(b"garbage" * 100)
+    r = runs(f"sqlite:///{tmp_path}/bad.db")
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "bad.db is not a readable SQLite database" in r.stderr
+    # A store whose experiment was deleted (in the UI, say): one line saying how to restore it.
+    import mlflow
+
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    mlflow.set_tracking_uri(store)
+    mlflow.delete_experiment(mlflow.create_experiment("nads"))
+    r = runs(store)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
+    assert "its experiment 'nads' is deleted; restore it (mlflow experiments restore --experiment-id 1)" in r.stderr
