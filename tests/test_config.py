@@ -92,6 +92,16 @@ def test_no_number_read_from_params_may_be_infinite(tmp_path, section, key):
         config.load(p)
 
 
+def test_duplicate_keys_and_sections_are_refused_as_dvc_refuses_them(tmp_path):
+    p = tmp_path / "params.yaml"
+    p.write_text("profile: quick\nsynthetic:\n  epsilon: 1.0\n  epsilon: 2.0\n")
+    with pytest.raises(ParamError, match=r'not valid YAML \(line 4, column 3: found duplicate key "epsilon"'):
+        config.load(p)
+    p.write_text("profile: quick\nsynthetic: {}\nnads: {}\nsynthetic: {}\n")
+    with pytest.raises(ParamError, match=r'not valid YAML \(line 4, column 1: found duplicate key "synthetic"'):
+        config.load(p)
+
+
 def test_a_file_that_is_not_utf8_or_expands_without_bound_is_one_line(tmp_path):
     p = tmp_path / "params.yaml"
     p.write_bytes(b"profile: quick\nsynthetic:\n  epsilon: 1.0 # \xff\n")

@@ -53,3 +53,20 @@ def test_a_change_of_style_redraws_and_reruns_no_computation(built_copy):
     assert {"figures", "report"} == {
         line.split("'")[1] for line in repo.dvc("repro").stdout.splitlines() if line.startswith("Running stage")
     }
+
+
+def test_editing_a_users_model_module_reruns_its_architectures_stages(built_copy):
+    """A user's architecture (archs/mymod.py, listed as mymod:build): ReLU -> Tanh in its
+    module makes its NAD stage stale, and nothing else."""
+    repo = built_copy
+    module = repo.path / "archs/mymod.py"
+    module.write_text(
+        "import torch.nn as nn\n\n\ndef build(in_channels=1, num_classes=1, input_size=32):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * input_size**2, 16), nn.ReLU(),"
+        " nn.Linear(16, num_classes))\n"
+    )
+    archs = repo.params()["archs"]
+    repo.set_params(archs={**archs, "nads": [*archs["nads"], "mymod:build"]})
+    assert "Running stage 'nads@mymod:build'" in repo.dvc("repro", "nads@mymod:build").stdout
+    module.write_text(module.read_text().replace("nn.ReLU()", "nn.Tanh()"))
+    assert stale(repo, ran=("model@mymod:build",)) == {"nads@mymod:build"}
