@@ -56,7 +56,7 @@ def test_a_change_of_style_redraws_and_reruns_no_computation(built_copy):
 
 
 def test_editing_a_users_model_module_reruns_its_architectures_stages(built_copy):
-    """A user's architecture (archs/mymod.py, listed as mymod:build): ReLU -> Tanh in its
+    """A user's architecture (archs/mymod.py, listed as archs.mymod:build): ReLU -> Tanh in its
     module makes its NAD stage stale, and nothing else."""
     repo = built_copy
     module = repo.path / "archs/mymod.py"
@@ -66,7 +66,9 @@ def test_editing_a_users_model_module_reruns_its_architectures_stages(built_copy
         " nn.Linear(16, num_classes))\n"
     )
     archs = repo.params()["archs"]
-    repo.set_params(archs={**archs, "nads": [*archs["nads"], "mymod:build"]})
-    assert "Running stage 'nads@mymod:build'" in repo.dvc("repro", "nads@mymod:build").stdout
+    repo.set_params(archs={**archs, "nads": [*archs["nads"], "archs.mymod:build"]})
+    assert "Running stage 'nads@archs.mymod:build'" in repo.dvc("repro", "nads@archs.mymod:build").stdout
+    before = stale(repo)  # (the new params' readers: check-params, figures, report)
     module.write_text(module.read_text().replace("nn.ReLU()", "nn.Tanh()"))
-    assert stale(repo, ran=("model@mymod:build",)) == {"nads@mymod:build"}
+    assert "nads@archs.mymod:build" not in before
+    assert stale(repo, ran=("model@archs.mymod:build",)) - before == {"nads@archs.mymod:build"}
