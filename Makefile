@@ -92,11 +92,12 @@ ifdef NADS_PUBLISHED
 endif
 	dvc repro
 
+# One test process per core (pytest-xdist); tests/conftest.py orders and groups them.
 test: $(TEST)
-	python -m pytest
+	python -m pytest -n auto --dist loadgroup
 
 test-fast: $(TEST)
-	python -m pytest -m "not slow"
+	python -m pytest -n auto --dist loadgroup -m "not slow"
 
 # The linter, the formatter (ruff) and the type checker on nads/ (mypy; settings in
 # pyproject.toml); CI runs this before the tests. `ruff format .` and `ruff check --fix .`

@@ -261,23 +261,30 @@ def _finish(root: Path, txn: Path, moves: list) -> None:
     _discard(root, txn)
 
 
+class _Untrusted(Exception):
+    """A journal that is not to be followed."""
+
+
 def _journal(root: Path, txn: Path) -> list:
     """The moves of `txn`'s journal, verified (its checksum, every path inside the
-    repository, every source in the staging); InputError saying why not."""
+    repository, every source in the staging); _Untrusted saying why not."""
     try:
         record = read_json(txn / "journal.json")
         moves = record["moves"]
         ok = hashlib.sha256(json.dumps(moves).encode()).hexdigest() == record["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise InputError(f"unreadable ({type(e).__name__})") from None
+        raise _Untrusted(f"unreadable ({type(e).__name__})") from None
     if not ok:
-        raise InputError("checksum mismatch")
+        raise _Untrusted("checksum mismatch")
     incoming = _incoming(root, txn)
     for src, dst in moves:
-        inside(root, src, "journaled source")
-        inside(root, dst, "journaled destination")
+        try:
+            inside(root, src, "journaled source")
+            inside(root, dst, "journaled destination")
+        except InputError as e:
+            raise _Untrusted(str(e)) from None
         if not ((root / src).is_relative_to(txn) or (root / src).parent in incoming):
-            raise InputError(f"source {src} is not in the staging")
+            raise _Untrusted(f"source {src} is not in the staging")
     return moves
 
 
@@ -314,7 +321,7 @@ def recover(root: Path = Path(".")) -> list[str]:
         if (txn / "journal.json").exists():
             try:
                 moves = _journal(root, txn)
-            except InputError as e:
+            except _Untrusted as e:
                 _set_aside(root, txn, str(e))
             else:
                 _finish(root, txn, moves)

@@ -1,3 +1,4 @@
+import fcntl
 import os
 import shutil
 import subprocess
@@ -120,9 +121,23 @@ def repo(tmp_path) -> Repo:
 
 @pytest.fixture(scope="session")
 def built(tmp_path_factory) -> tuple:
-    """(repo, output of its first `dvc repro`): the whole tiny pipeline run once, shared read-only."""
-    r = new_repo(tmp_path_factory.mktemp("built"))
-    return r, r.dvc("repro")
+    """(repo, stdout of its first `dvc repro`): the whole tiny pipeline run once, shared
+    read-only. Under pytest-xdist the first worker that needs it builds it; the others wait
+    for it (a file lock) and share it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        r = new_repo(tmp_path_factory.mktemp("built"))
+        return r, r.dvc("repro").stdout
+    shared = tmp_path_factory.getbasetemp().parent / "built"  # the same folder for every worker
+    with open(shared.parent / "built.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "stdout").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            r = new_repo(shared)
+            (shared / "stdout").write_text(r.dvc("repro").stdout)
+    r = Repo(shared / "repo", shared / "remote")
+    r.env["CIFAR10"] = str(shared / "cifar-tree")
+    return r, (shared / "stdout").read_text()
 
 
 @pytest.fixture
@@ -131,3 +146,21 @@ def built_copy(built, tmp_path) -> Repo:
     src = built[0]
     shutil.copytree(src.path, tmp_path / "repo", symlinks=True)
     return Repo(tmp_path / "repo", src.remote)
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (make test: --dist loadgroup), the tests that run commands in the
+    shared built repository itself (not a copy) run on one worker, one after another, and
+    first: that worker builds it while the others run the tests that need no repository.
+    Then Ray's tests (one Ray runtime at a time, on one worker), then the built copies."""
+
+    def order(item) -> int:
+        names = getattr(item, "fixturenames", ())
+        if "built" in names and "built_copy" not in names:
+            item.add_marker(pytest.mark.xdist_group("built"))
+            return 0
+        if item.get_closest_marker("xdist_group"):
+            return 2
+        return 3 if "built" in names else 1
+
+    items.sort(key=order)  # (stable: within each kind, the files' order)
