@@ -150,17 +150,8 @@ def built_copy(built, tmp_path) -> Repo:
 
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (make test: --dist loadgroup), the tests that run commands in the
-    shared built repository itself (not a copy) run on one worker, one after another, and
-    first: that worker builds it while the others run the tests that need no repository.
-    Then Ray's tests (one Ray runtime at a time, on one worker), then the built copies."""
-
-    def order(item) -> int:
+    shared built repository itself (not a copy) run on one worker, one after another."""
+    for item in items:
         names = getattr(item, "fixturenames", ())
         if "built" in names and "built_copy" not in names:
             item.add_marker(pytest.mark.xdist_group("built"))
-            return 0
-        if item.get_closest_marker("xdist_group"):
-            return 2
-        return 3 if "built" in names else 1
-
-    items.sort(key=order)  # (stable: within each kind, the files' order)
