@@ -166,7 +166,12 @@ def _runs(args) -> int:
     if not tracking.store_exists(uri):  # (reading would create it: this command writes nothing)
         print(f"no runs yet: no store at {uri} (run the pipeline: make repro)")
         return 0
-    tracking.check_store(uri, write=False)
+    tracking.check_store(uri, write=args.sync)
+    if args.sync:
+        from .spool import deliver_pending
+
+        done, left = deliver_pending(tracking.repo_root(), uri, timeout=120)
+        print(f"delivered {done} run log(s) to {uri}" + (f"; {left} still waiting" if left else ""))
     mlflow.set_tracking_uri(uri)
     try:
         exp = tracking.experiment(mlflow)
@@ -281,6 +286,11 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("runs", help="the latest MLflow run of each stage, with its headline metrics")
     p.add_argument("--tracking-uri", default=None, help="default: the repository's mlflow.db")
+    p.add_argument(
+        "--sync",
+        action="store_true",
+        help="first deliver the run logs that stages kept while the store was away (.nads/runs)",
+    )
     p.set_defaults(func=_runs)
 
     args = parser.parse_args(argv)

@@ -37,6 +37,7 @@ from typing import Any
 from . import environment, lineage
 from .errors import InputError
 from .files import pid_alive
+from .spool import Courier, Spool, deliver_pending
 
 # Before mlflow is imported anywhere: no telemetry leaves a researcher's machine,
 # and a tracking server that stops answering costs seconds, not MLflow's default
@@ -52,6 +53,7 @@ EXPERIMENT = "nads"
 # (kept in the browser) unless the URL says `workflowType=machine_learning`, as ui_url's does.
 KIND_TAG, KIND = "mlflow.experimentKind", "custom_model_development"
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"  # an API call any MLflow server answers
+PENDING_S = 10.0  # at a stage start: time for delivering the logs that ended stages left
 # System metrics: one sample every SAMPLE_S seconds, their mean logged every SAMPLES samples
 # (a point a minute: hours-long stages stay light); a shorter stage logs one point at its end.
 # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL and _SAMPLES_BEFORE_LOGGING override both.
@@ -130,6 +132,23 @@ def store_exists(uri: str) -> bool:
     return True
 
 
+def git_state(root: Path) -> dict:
+    """The branch, and whether the workspace differs from the commit (tracked files only:
+    outputs are DVC's, and dvc.lock changes as stages run)."""
+
+    def git(*args) -> str | None:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return None
+
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
+    return {
+        "git_branch": git("rev-parse", "--abbrev-ref", "HEAD") or "unknown",
+        "git_dirty": "unknown" if status is None else str(bool(status)).lower(),
+    }
+
+
 def git_commit(root: Path) -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
@@ -164,60 +183,53 @@ def experiment(mlflow):
 def _experiment_id(mlflow, artifact_location: str | None) -> str:
     exp = experiment(mlflow)
     if exp is None:
-        return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: KIND})
+        try:
+            return mlflow.create_experiment(EXPERIMENT, artifact_location=artifact_location, tags={KIND_TAG: KIND})
+        except Exception:  # noqa: BLE001 - a stage starting at the same time may have created it first
+            exp = experiment(mlflow)
+            if exp is None:
+                raise
     if KIND_TAG not in exp.tags:  # made by an earlier version of this module
         mlflow.MlflowClient().set_experiment_tag(exp.experiment_id, KIND_TAG, KIND)
     return exp.experiment_id
 
 
 class StageRun:
-    """The MLflow run of one stage execution. Logging never fails the stage: if the
-    store goes away mid-run, one warning says so and the rest of the log is dropped."""
+    """The MLflow run of one stage execution. Every call appends to the run's spool and
+    returns at once (nads.spool); a courier thread delivers the log while the stage
+    computes. A store that goes away costs no compute and no log: what is not delivered
+    when the stage ends is delivered later (the next stage start, or nads runs --sync)."""
 
-    def __init__(self, mlflow, run, uri: str):
+    def __init__(self, mlflow, run, uri: str, spool: Spool):
         self._mlflow = mlflow
         self.run = run
         self.uri = uri
-        self.lost = False
+        self.spool = spool
+        self._courier = Courier(spool, mlflow.MlflowClient(uri))
         self._monitor: Any = None  # mlflow's SystemMetricsMonitor while it samples
 
-    def _try(self, fn, *args, **kwargs) -> None:
-        if self.lost:
-            return
-        try:
-            fn(*args, **kwargs)
-        except Exception as e:  # noqa: BLE001 - any store failure: the outputs matter, not the log
-            self.lost = True
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-            print(
-                f"warning: MLflow tracking store {self.uri} failed ({type(e).__name__}: {first}); "
-                "this run's log is incomplete, the stage's outputs are not affected",
-                file=sys.stderr,
-            )
+    def log_params(self, params: dict) -> None:
+        self.spool.add("params", params={k: str(v) for k, v in flatten(params).items()})
+
+    def log_tags(self, tags: dict) -> None:
+        self.spool.add("tags", tags={k: str(v) for k, v in tags.items()})
 
     def log_metrics(self, metrics: dict, step: int | None = None) -> None:
         numeric = {
             k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
-        self._try(self._mlflow.log_metrics, numeric, step=step)
+        if numeric:
+            self.spool.add("metrics", metrics=numeric, step=step)
 
     def log_artifacts(self, *paths, subdir: str | None = None) -> None:
         for p in map(Path, paths):
-            if p.is_dir():
-                self._try(self._mlflow.log_artifacts, str(p), artifact_path=subdir)
-            elif p.is_file():
-                self._try(self._mlflow.log_artifact, str(p), artifact_path=subdir)
+            if p.exists():
+                self.spool.add("artifact", path=str(p), subdir=subdir)
 
     def log_inputs(self, inputs) -> None:
         """Each (path, DVC hash, producing stage) as a dataset input: the runs table's Dataset column."""
-        from mlflow.data.meta_dataset import MetaDataset
-        from mlflow.data.sources import LocalArtifactDatasetSource  # type: ignore[attr-defined]  # (registered at import)
-
-        for path, digest, producer in inputs:
-            dataset = MetaDataset(  # type: ignore[abstract]  # (MetaDataset is the concrete one for data by reference)
-                LocalArtifactDatasetSource(Path(path).absolute().as_uri()), name=path, digest=digest
-            )
-            self._try(self._mlflow.log_input, dataset, tags={"dvc_stage": producer} if producer else None)
+        if inputs:
+            self.spool.add("inputs", inputs=[list(i) for i in inputs])
 
     def watch_system(self) -> None:
         """Sample system metrics in a daemon thread until end() (none without psutil)."""
@@ -247,7 +259,7 @@ class StageRun:
             return
         monitor._shutdown_event.set()
         thread.join(timeout=3)
-        if self.lost or thread.is_alive():
+        if thread.is_alive():
             return
         try:
             if monitor._logging_step == 0:
@@ -260,8 +272,19 @@ class StageRun:
             pass
 
     def end(self, status: str) -> None:
+        """The last entry of the log; the courier gets FLUSH_S seconds to deliver what is left."""
         self._stop_system()
-        self._try(self._mlflow.end_run, status)
+        self.spool.add("end", status=status)
+        if self._courier.finish():
+            self.spool.remove()
+            return
+        print(
+            f"warning: MLflow tracking store {self.uri} did not take the whole log of run "
+            f"{self.run.info.run_id} ({self.spool.sent()} of {len(self.spool.entries())} entries); the rest "
+            f"is kept in {self.spool.folder} and delivered at the next stage start or with `nads runs --sync`; "
+            "the stage's outputs are not affected",
+            file=sys.stderr,
+        )
 
 
 def end_orphans(client, experiment_id: str) -> list[str]:
@@ -271,6 +294,8 @@ def end_orphans(client, experiment_id: str) -> list[str]:
     orphans = []
     for run in client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=1000):
         tags = run.data.tags
+        if tags.get("nads.spool") and Path(tags["nads.spool"]).is_dir():
+            continue  # its log is still on this machine: delivered (with its status) from there
         if tags.get("host") == host and tags.get("pid", "").isdigit() and not pid_alive(int(tags["pid"])):
             client.set_terminated(run.info.run_id, "KILLED")
             orphans.append(run.info.run_id)
@@ -307,11 +332,17 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
     }
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
+    tags.update(git_state(root))
     tags.update({f"env.{k}": v for k, v in environment.record().items()})
     try:
+        deliver_pending(root, uri, timeout=PENDING_S)
         experiment_id = _experiment_id(mlflow, artifacts)
         end_orphans(mlflow.MlflowClient(), experiment_id)
-        run = StageRun(mlflow, mlflow.start_run(experiment_id=experiment_id, run_name=name, tags=tags), uri)
+        client = mlflow.MlflowClient(uri)
+        started = client.create_run(experiment_id, run_name=name, tags={**tags, "nads.log": "incomplete"})
+        spool = Spool.create(root, uri, started.info.run_id)
+        client.set_tag(started.info.run_id, "nads.spool", str(spool.folder.resolve()))
+        run = StageRun(mlflow, started, uri, spool)
     except StoreError:
         raise
     except Exception as e:  # noqa: BLE001 - the store passed check_store but still refuses: say so in one line
@@ -321,7 +352,7 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         ) from None
     try:
         run.watch_system()
-        run._try(mlflow.log_params, {k: str(v) for k, v in flatten(params).items()})
+        run.log_params(params)
         if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:  # a stage of ./dvc.yaml
             try:
                 inputs = lineage.data_inputs(Path.cwd(), os.environ["DVC_STAGE"])  # (cwd: the stage's workspace)
@@ -334,6 +365,12 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
                 )
             run.log_inputs(inputs)
         yield run
+        if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:
+            try:  # the bytes this run produced, as dvc.lock will pin them: `nads runs --checkout RUN`
+                outs = lineage.outputs(Path.cwd(), os.environ["DVC_STAGE"])
+                run.log_tags({f"dvc.out.{path}": digest for path, digest in outs.items()})
+            except Exception as e:  # noqa: BLE001 - the log, never the stage
+                print(f"warning: {name}: could not hash its outputs ({type(e).__name__}: {e})", file=sys.stderr)
     except KeyboardInterrupt:
         run.end("KILLED")
         raise
