@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import shutil
+import subprocess
 import sys
+from pathlib import Path
 
 from . import config, errors
 
@@ -156,6 +159,55 @@ def mlflow_error(e: BaseException) -> str:
     return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
 
 
+CHECKOUT = Path(".nads-checkout")  # inside the repository, for DVC; removed when done
+
+
+def _checkout(uri: str, run_id: str) -> int:
+    """The bytes run `run_id` produced, as its dvc.out.<path> tags name them, fetched by
+    hash through DVC (one .dvc file per output, in a scratch folder) and moved into place."""
+    import mlflow
+    import yaml
+
+    from . import files, tracking
+
+    try:
+        run = mlflow.MlflowClient(uri).get_run(run_id)
+    except mlflow.exceptions.MlflowException as e:
+        raise tracking.StoreError(f"MLflow tracking store {uri}: run {run_id}: {mlflow_error(e)}") from None
+    tags = run.data.tags
+    outs = {k.removeprefix("dvc.out."): v for k, v in tags.items() if k.startswith("dvc.out.")}
+    if not outs:
+        raise errors.InputError(f"run {run_id} ({run.info.run_name}) records no output hashes (dvc.out.* tags)")
+    shutil.rmtree(CHECKOUT, ignore_errors=True)
+    CHECKOUT.mkdir()
+    try:
+        names = sorted(outs)
+        for i, path in enumerate(names):
+            (CHECKOUT / f"{i}.dvc").write_text(
+                yaml.safe_dump({"outs": [{"md5": outs[path], "path": str(i), "hash": "md5"}]})
+            )
+        pulled = subprocess.run(
+            [sys.executable, "-m", "dvc", "pull", "-q", *(str(CHECKOUT / f"{i}.dvc") for i in range(len(names)))],
+            capture_output=True,
+            text=True,
+        )
+        if pulled.returncode:
+            why = next((x for x in pulled.stderr.splitlines() if x.startswith("ERROR")), "dvc pull failed")
+            raise errors.InputError(f"run {run_id}: its outputs are in neither the DVC cache nor the remote ({why})")
+        for i, path in enumerate(names):
+            files.inside(Path("."), path, "output")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            files._replace(CHECKOUT / str(i), Path(path), park=Path(path).with_name(f".nads-old-{Path(path).name}"))
+    finally:
+        shutil.rmtree(CHECKOUT, ignore_errors=True)
+    commit, dirty = tags.get("git_commit", "unknown"), tags.get("git_dirty") == "true"
+    print(
+        f"run {run_id} ({run.info.run_name}): {len(names)} output(s) checked out: {', '.join(names)}. "
+        f"Made at git commit {commit}{' with uncommitted changes' if dirty else ''}: git checkout {commit} for its code"
+    )
+    return 0
+
+
 def _runs(args) -> int:
     """The latest MLflow run of each stage, with its headline metrics."""
     import mlflow
@@ -167,6 +219,8 @@ def _runs(args) -> int:
         print(f"no runs yet: no store at {uri} (run the pipeline: make repro)")
         return 0
     tracking.check_store(uri, write=args.sync)
+    if args.checkout:
+        return _checkout(uri, args.checkout)
     if args.sync:
         from .spool import deliver_pending
 
@@ -290,6 +344,11 @@ def main(argv=None) -> int:
         "--sync",
         action="store_true",
         help="first deliver the run logs that stages kept while the store was away (.nads/runs)",
+    )
+    p.add_argument(
+        "--checkout",
+        metavar="RUN_ID",
+        help="put the exact outputs of that run into this workspace (from the DVC cache or remote)",
     )
     p.set_defaults(func=_runs)
 

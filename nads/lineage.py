@@ -41,14 +41,17 @@ def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
 
 
 def outputs(root: Path, stage: str) -> dict[str, str]:
-    """{path: DVC hash} of each out of `stage` as it is in the workspace now: what dvc.lock
-    will record when the stage exits (a folder's hash ends in .dir)."""
+    """{path: DVC hash} of each cached out of `stage` as it is in the workspace now: what
+    dvc.lock will record when the stage exits (a folder's hash ends in .dir). Metrics files
+    (cache: false) are left out: they are in git, and their values in the run itself."""
     from dvc.repo import Repo
 
     root = Path(root).resolve()
     with Repo(str(root)) as repo:
         (found,) = repo.stage.collect(stage)
-        return {_rel(o.fs_path, root): o.get_hash().value for o in found.outs if Path(o.fs_path).exists()}
+        return {
+            _rel(o.fs_path, root): o.get_hash().value for o in found.outs if o.use_cache and Path(o.fs_path).exists()
+        }
 
 
 def _rel(path: str, root: Path) -> str:

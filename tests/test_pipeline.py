@@ -371,6 +371,48 @@ def test_clone_and_pull_gives_byte_identical_results(built_copy, tmp_path):
     assert ran(clone.dvc("repro")) == set()
 
 
+NPY = ("nads.npy", "eigenvalues.npy")
+
+
+def test_a_run_id_leads_a_colleague_to_the_exact_bytes_it_produced(built_copy, tmp_path):
+    """nads@logreg run with seed 1 (run R), then seed 0 again, committed and pushed; a fresh
+    clone pulls the seed-0 bytes; `nads runs --checkout R` puts R's bytes in its workspace."""
+    repo = built_copy
+
+    def arrays(root):  # (metrics.json is in git and in the run's metrics, not in DVC's cache)
+        return {f: hashlib.sha256((root / "results/nads/logreg" / f).read_bytes()).hexdigest() for f in NPY}
+
+    repo.set_params(nads={"seed": 1})
+    repo.dvc("repro", "nads@logreg")
+    produced = arrays(repo.path)
+    latest = runs(repo).sort_values("start_time")
+    run_id = latest[latest["tags.mlflow.runName"] == "nads@logreg"]["run_id"].iloc[-1]
+    assert latest[latest["run_id"] == run_id]["tags.git_dirty"].iloc[0] == "true"  # params.yaml was edited
+    repo.dvc("push")
+    repo.set_params(nads={"seed": 0})
+    repo.dvc("repro", "nads@logreg")
+    assert arrays(repo.path) != produced and produced
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "seed 0 again")
+    repo.dvc("push")
+    clone_dir = tmp_path / "colleague"
+    run(["git", "clone", "-q", str(repo.path), str(clone_dir)], tmp_path, repo.env)
+    clone = type(repo)(clone_dir, repo.remote)
+    clone.dvc("remote", "modify", "--local", "local", "url", str(repo.remote))
+    clone.dvc("pull")
+    assert arrays(clone.path) == arrays(repo.path)  # the commit's bytes
+    checkout = run(
+        [sys.executable, "-m", "nads.cli", "runs", "--checkout", run_id, "--tracking-uri", repo.tracking_uri()],
+        clone.path,
+        clone.env,
+    )
+    assert f"run {run_id} (nads@logreg): 2 output(s) checked out: results/nads/logreg/eigenvalues.npy, " in (
+        checkout.stdout
+    )
+    assert arrays(clone.path) == produced  # the run's bytes, from the remote
+    assert not (clone.path / ".nads-checkout").exists()
+
+
 @pytest.mark.xdist_group("ray")  # one Ray runtime at a time (ray.init may join another test's)
 def test_ray_executor_reproduces_the_local_outputs_with_logging_on_the_driver(built_copy):
     repo = built_copy
