@@ -3,6 +3,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -119,15 +120,8 @@ def repo(tmp_path) -> Repo:
     return new_repo(tmp_path)
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory) -> tuple:
-    """(repo, stdout of its first `dvc repro`): the whole tiny pipeline run once, shared
-    read-only. Under pytest-xdist the first worker that needs it builds it; the others wait
-    for it (a file lock) and share it."""
-    if "PYTEST_XDIST_WORKER" not in os.environ:
-        r = new_repo(tmp_path_factory.mktemp("built"))
-        return r, r.dvc("repro").stdout
-    shared = tmp_path_factory.getbasetemp().parent / "built"  # the same folder for every worker
+def _build_shared(shared: Path) -> None:
+    """Build the tiny pipeline in `shared` unless a worker has: one builder, under a file lock."""
     with open(shared.parent / "built.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (shared / "stdout").is_file():
@@ -135,6 +129,47 @@ def built(tmp_path_factory) -> tuple:
             shared.mkdir()
             r = new_repo(shared)
             (shared / "stdout").write_text(r.dvc("repro").stdout)
+
+
+class _Background(threading.Thread):
+    def __init__(self, shared: Path):
+        super().__init__(name="built", daemon=True)
+        self.shared, self.error = shared, None
+
+    def run(self):
+        try:
+            _build_shared(self.shared)
+        except BaseException as e:  # noqa: BLE001 - raised again by the fixture that needs it
+            self.error = e
+
+
+_BUILDS: dict = {}
+
+
+def pytest_collection_finish(session):
+    """Under pytest-xdist, start building the shared repository at once, in a thread, if a test
+    that will run needs it: the worker runs its other tests meanwhile instead of waiting."""
+    if "PYTEST_XDIST_WORKER" in os.environ and any("built" in getattr(i, "fixturenames", ()) for i in session.items):
+        base = Path(session.config._tmp_path_factory.getbasetemp()).parent
+        _BUILDS["thread"] = _Background(base / "built")
+        _BUILDS["thread"].start()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory) -> tuple:
+    """(repo, stdout of its first `dvc repro`): the whole tiny pipeline run once, shared
+    read-only. Under pytest-xdist one worker builds it, from the start of the session (see
+    pytest_collection_finish), and every worker shares it."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        r = new_repo(tmp_path_factory.mktemp("built"))
+        return r, r.dvc("repro").stdout
+    shared = tmp_path_factory.getbasetemp().parent / "built"  # the same folder for every worker
+    thread = _BUILDS.get("thread")
+    if thread is not None:
+        thread.join()
+        if thread.error is not None:
+            raise thread.error
+    _build_shared(shared)  # (built already: returns at once)
     r = Repo(shared / "repo", shared / "remote")
     r.env["CIFAR10"] = str(shared / "cifar-tree")
     return r, (shared / "stdout").read_text()
