@@ -16,6 +16,7 @@ a value again changes nothing.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -41,11 +42,14 @@ class Spool:
 
     @classmethod
     def create(cls, root: Path, uri: str, run_id: str) -> Spool:
-        spool = cls(Path(root) / SPOOLS / run_id)
-        spool.folder.mkdir(parents=True, exist_ok=True)
-        (spool.folder / "meta.json").write_text(json.dumps({"uri": uri, "run_id": run_id}))
-        (spool.folder / "owner").write_text(files._identity(os.getpid()))  # as an output set's owner
-        return spool
+        # Made aside and renamed into place: another process never sees one without its owner.
+        final = Path(root) / SPOOLS / run_id
+        tmp = final.with_name(f".{run_id}.tmp")
+        tmp.mkdir(parents=True)
+        (tmp / "meta.json").write_text(json.dumps({"uri": uri, "run_id": run_id}))
+        (tmp / "owner").write_text(files._identity(os.getpid()))  # as an output set's owner
+        os.replace(tmp, final)
+        return cls(final)
 
     @property
     def meta(self) -> dict:
@@ -90,7 +94,7 @@ class Spool:
             return 0
 
     def mark_sent(self, n: int) -> None:
-        tmp = self.folder / ".sent.tmp"
+        tmp = self.folder / f".sent.{os.getpid()}.tmp"
         tmp.write_text(str(n))
         os.replace(tmp, self.folder / "sent")
 
@@ -204,7 +208,7 @@ class Courier:
 def pending(root: Path, uri: str | None = None) -> list[Spool]:
     """Spools under `root` (of the store `uri`) whose stage has ended or died: theirs to deliver."""
     found = []
-    for folder in sorted((Path(root) / SPOOLS).glob("*")) if (Path(root) / SPOOLS).is_dir() else []:
+    for folder in sorted((Path(root) / SPOOLS).glob("[!.]*")) if (Path(root) / SPOOLS).is_dir() else []:
         spool = Spool(folder)
         try:
             meta = spool.meta
@@ -224,13 +228,18 @@ def deliver_pending(root: Path, uri: str, timeout: float) -> tuple[int, int]:
     deadline = time.monotonic() + timeout
     done = left = 0
     for spool in pending(root, uri):
-        if not spool.ended():
-            spool.add("end", status="KILLED")
-        if deliver(spool, client, deadline=deadline):
-            spool.remove()
-            done += 1
-        else:
-            left += 1
+        with open(spool.folder / "deliver.lock", "w") as lock:
+            try:  # one deliverer at a time: stages starting together skip what another delivers
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            if not spool.ended():
+                spool.add("end", status="KILLED")
+            if deliver(spool, client, deadline=deadline):
+                spool.remove()
+                done += 1
+            else:
+                left += 1
     if left:
         print(
             f"warning: {left} run log(s) for {uri} are still in {Path(root) / SPOOLS}; "

@@ -336,6 +336,9 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
     tags.update({f"env.{k}": v for k, v in environment.record().items()})
     try:
         deliver_pending(root, uri, timeout=PENDING_S)
+    except Exception as e:  # noqa: BLE001 - earlier runs' logs wait for the next chance; this stage runs
+        print(f"warning: could not deliver earlier run logs ({type(e).__name__}: {e})", file=sys.stderr)
+    try:
         experiment_id = _experiment_id(mlflow, artifacts)
         end_orphans(mlflow.MlflowClient(), experiment_id)
         client = mlflow.MlflowClient(uri)

@@ -1,6 +1,8 @@
 import hashlib
 import http.server
 import json
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -291,3 +293,42 @@ def test_nads_runs_reads_and_creates_nothing(tmp_path):
     r = runs(store)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
     assert "its experiment 'nads' is deleted; restore it (mlflow experiments restore --experiment-id 1)" in r.stderr
+
+
+STARTER = """
+import sys, time
+from nads import tracking
+time.sleep(max(0.0, float(sys.argv[1]) - time.time()))  # all start at the same instant
+with tracking.stage_run("synthetic", {"synthetic": {"seed": int(sys.argv[2])}}, "quick", f"synthetic@{sys.argv[2]}"):
+    pass
+"""
+
+
+def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path):
+    """Six stage starts at one instant against a fresh mlflow server: the first creates the
+    experiment, and those that lose the race use it (creation is idempotent)."""
+    from test_faults import free_port, mlflow_server
+
+    port = free_port()
+    server = mlflow_server(tmp_path / "server.db", port)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        at = time.time() + 3
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", STARTER, str(at), str(i)],
+                cwd=tmp_path,
+                env={**os.environ, "MLFLOW_TRACKING_URI": uri},
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for i in range(6)
+        ]
+        errors = [p.communicate(timeout=120)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors
+        client = mlflow.MlflowClient(uri)
+        runs = client.search_runs([client.get_experiment_by_name("nads").experiment_id])
+        assert sorted(r.info.run_name for r in runs) == [f"synthetic@{i}" for i in range(6)]
+        assert {r.info.status for r in runs} == {"FINISHED"}
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
