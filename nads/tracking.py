@@ -97,11 +97,10 @@ def check_store(uri: str, timeout: float = 5.0, write: bool = True) -> None:
                     json.loads(body)
             except urllib.error.HTTPError as e:
                 fail(f"answered HTTP {e.code} to {what} ({path}): is it an MLflow tracking server?")
-            except (OSError, ValueError) as e:  # refused, timed out, DNS; not JSON
-                reason = getattr(e, "reason", None) or e
-                if isinstance(e, ValueError) and not isinstance(e, urllib.error.URLError):
-                    fail(f"answered {what} ({path}) with something that is not MLflow's JSON")
-                fail(f"no answer to {what} within {timeout:g} s ({reason})")
+            except OSError as e:  # refused, timed out, DNS
+                fail(f"no answer to {what} within {timeout:g} s ({getattr(e, 'reason', None) or e})")
+            except ValueError:  # (json's error; the URL errors above are OSErrors)
+                fail(f"answered {what} ({path}) with something that is not MLflow's JSON")
         return
     if uri.startswith("sqlite:///"):
         db = Path(uri[len("sqlite:///") :])

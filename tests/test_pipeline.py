@@ -352,17 +352,22 @@ def test_report_names_the_stage_to_run_for_a_missing_output(built_copy):
     assert bad.stderr.strip() == "error: results/flip/lenet/metrics.json is missing: run `dvc repro flip@lenet` first"
 
 
+def pulled_clone(repo, where):
+    """A colleague's `git clone` of `repo` with the shared DVC remote, after `dvc pull`."""
+    run(["git", "clone", "-q", str(repo.path), str(where)], where.parent, repo.env)
+    clone = type(repo)(where, repo.remote)
+    clone.dvc("remote", "modify", "--local", "local", "url", str(repo.remote))
+    clone.dvc("pull")
+    return clone
+
+
 def test_clone_and_pull_gives_byte_identical_results(built_copy, tmp_path):
     """Share exact results: push to the remote, `git clone` elsewhere, `dvc pull`, nothing recomputed."""
     repo = built_copy
     repo.git("add", "-A")
     repo.git("commit", "-qm", "results")
     repo.dvc("push")
-    clone_dir = tmp_path / "colleague"
-    run(["git", "clone", "-q", str(repo.path), str(clone_dir)], tmp_path, repo.env)
-    clone = type(repo)(clone_dir, repo.remote)
-    clone.dvc("remote", "modify", "--local", "local", "url", str(repo.remote))
-    clone.dvc("pull")
+    clone = pulled_clone(repo, tmp_path / "colleague")
     assert digest(clone.path, "results") == digest(repo.path, "results")
     assert (clone.path / "results/report/index.html").read_bytes() == (
         repo.path / "results/report/index.html"
@@ -395,11 +400,7 @@ def test_a_run_id_leads_a_colleague_to_the_exact_bytes_it_produced(built_copy, t
     repo.git("add", "-A")
     repo.git("commit", "-qm", "seed 0 again")
     repo.dvc("push")
-    clone_dir = tmp_path / "colleague"
-    run(["git", "clone", "-q", str(repo.path), str(clone_dir)], tmp_path, repo.env)
-    clone = type(repo)(clone_dir, repo.remote)
-    clone.dvc("remote", "modify", "--local", "local", "url", str(repo.remote))
-    clone.dvc("pull")
+    clone = pulled_clone(repo, tmp_path / "colleague")
     assert arrays(clone.path) == arrays(repo.path)  # the commit's bytes
     checkout = run(
         [sys.executable, "-m", "nads.cli", "runs", "--checkout", run_id, "--tracking-uri", repo.tracking_uri()],
