@@ -1,6 +1,7 @@
 # The README's two commands:  `make repro`  and  `make test`.
 # Each creates .venv when it is missing and installs exactly the lock into it: requirements/main.txt
-# for the pipeline, requirements/test.txt (main + ray, timm, pytest) for the tests. Every package
+# for the pipeline, requirements/test.txt (main + ray, timm, pytest...) for the tests, and with
+# `make install-team` requirements/team.txt (PostgreSQL client, S3 and SSH remotes). Every package
 # is pinned with its hashes (`make lock` writes them; `make lock-check` says whether they are stale).
 # NADS_VENV=0 uses the Python environment already there (the container's) and installs nothing.
 PYTHON ?= python3
@@ -10,7 +11,7 @@ UV     := uv==0.13.9
 # Stage commands call `python` and `dvc`: make them the virtualenv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install install-test repro test test-fast lint lock lock-check profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
+.PHONY: install install-test install-team repro test test-fast lint lock lock-check profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
 
 ifeq ($(NADS_VENV),0)
 MAIN :=
@@ -18,10 +19,12 @@ TEST :=
 else
 MAIN := $(VENV)/.installed-main
 TEST := $(VENV)/.installed-test
+TEAM := $(VENV)/.installed-team
 endif
 
 install: $(MAIN)
 install-test: $(TEST)
+install-team: $(TEAM)
 
 $(VENV)/bin/python:
 	@echo "creating $(VENV) with $$($(PYTHON) --version)"
@@ -35,12 +38,20 @@ define install_lock
 	PYTHONWARNINGS=ignore::UserWarning $(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 endef
 
-$(VENV)/.installed-main: requirements/main.txt pyproject.toml | $(VENV)/bin/python
+# DVC's SSH remote accepts any host key unless told otherwise: requirements/nads_ssh_known_hosts.py
+# makes it check ~/.ssh/known_hosts in every Python of this environment.
+$(VENV)/.installed-main: requirements/main.txt requirements/nads_ssh_known_hosts.py pyproject.toml | $(VENV)/bin/python
 	$(call install_lock,requirements/main.txt)
+	site="$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')" \
+	  && cp requirements/nads_ssh_known_hosts.py "$$site/" && echo "import nads_ssh_known_hosts" > "$$site/nads-ssh-known-hosts.pth"
 	touch $@
 
 $(VENV)/.installed-test: requirements/test.txt $(VENV)/.installed-main
 	$(call install_lock,requirements/test.txt)
+	touch $@
+
+$(VENV)/.installed-team: requirements/team.txt $(VENV)/.installed-main
+	$(call install_lock,requirements/team.txt)
 	touch $@
 
 # The locks, from pyproject.toml (whose ranges stay, for people who use nads as a library),
@@ -52,8 +63,10 @@ LOCK_ARGS = --quiet --generate-hashes --python-version 3.11 --python-platform x8
 define compile_locks
 	cd $(1) && $(BIN)/uv pip compile $(LOCK_ARGS) pyproject.toml requirements/build.in -c requirements/pins.txt \
 	  -o requirements/main.txt
+	cd $(1) && $(BIN)/uv pip compile $(LOCK_ARGS) pyproject.toml requirements/build.in --extra team --extra s3 --extra ssh \
+	  -c requirements/main.txt -o requirements/team.txt
 	cd $(1) && $(BIN)/uv pip compile $(LOCK_ARGS) pyproject.toml requirements/build.in --extra test \
-	  -c requirements/main.txt -o requirements/test.txt
+	  -c requirements/main.txt -c requirements/team.txt -o requirements/test.txt
 endef
 
 $(BIN)/uv: | $(VENV)/bin/python
@@ -69,6 +82,7 @@ lock-check: $(BIN)/uv
 	@rm -rf .nads/lock-check && mkdir -p .nads/lock-check && cp -r pyproject.toml README.md requirements .nads/lock-check/
 	$(call compile_locks,.nads/lock-check)
 	@diff -u requirements/main.txt .nads/lock-check/requirements/main.txt \
+	  && diff -u requirements/team.txt .nads/lock-check/requirements/team.txt \
 	  && diff -u requirements/test.txt .nads/lock-check/requirements/test.txt \
 	  || { echo "error: requirements/*.txt are stale: run make lock and commit them" >&2; exit 1; }
 	@$(BIN)/python -c "import sys; from nads.environment import versions_text, VERSIONS; \
@@ -115,13 +129,11 @@ profile-quick profile-paper profile-paper-cpu profile-atlas: profile-%:
 	cp profiles/$*.yaml params.yaml
 	@echo "params.yaml is now the $* profile; 'dvc params diff' shows what changed"
 
-# The runs of experiment nads in MLflow's UI (make ui UI_PORT=5001: another port). Open the
-# printed address: MLflow 3's UI opens an experiment in its GenAI (traces) view otherwise.
-# One local user: one worker, no telemetry, no GenAI job runner (it starts 8 more processes).
-# In a container: UI_HOST=0.0.0.0 (the image's default) so that a published port answers.
+# The runs of experiment nads in MLflow's UI (make ui UI_PORT=5001: another port), on the store the
+# stages log to: the repository's mlflow.db, or MLFLOW_TRACKING_URI's (a tracking server has its
+# own UI: its address is printed). Open the printed address: it asks for MLflow 3's model-training
+# view. In a container: UI_HOST=0.0.0.0 (the image's default) so that a published port answers.
 UI_PORT ?= 5000
 UI_HOST ?= 127.0.0.1
 ui: $(MAIN)
-	@echo "MLflow UI, the runs of experiment nads: $$(python -m nads.ui $(UI_PORT))"
-	MLFLOW_DISABLE_TELEMETRY=true DO_NOT_TRACK=true MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false \
-	  mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host $(UI_HOST) --port $(UI_PORT) --workers 1
+	python -m nads.ui --host $(UI_HOST) --port $(UI_PORT)

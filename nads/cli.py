@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -156,7 +157,9 @@ HEADLINE = (
 
 
 def mlflow_error(e: BaseException) -> str:
-    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+    from .tracking import one_line
+
+    return f"{type(e).__name__}: {one_line(str(e))}"
 
 
 CHECKOUT = Path(".nads-checkout")  # inside the repository, for DVC; removed when done
@@ -169,11 +172,21 @@ def _checkout(uri: str, run_id: str) -> int:
     import yaml
 
     from . import files, tracking
+    from .spool import shown
 
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
     try:
-        run = mlflow.MlflowClient(uri).get_run(run_id)
+        if len(run_id) < 32:  # the id's first characters, as `nads runs` prints them
+            exp = tracking.experiment(mlflow)
+            ids = mlflow.search_runs([exp.experiment_id]).run_id if exp else []
+            found = sorted(i for i in ids if i.startswith(run_id))
+            if len(found) != 1:
+                raise errors.InputError(f"--checkout {run_id}: {len(found)} runs have an id that starts so")
+            run_id = found[0]
+        run = client.get_run(run_id)
     except mlflow.exceptions.MlflowException as e:
-        raise tracking.StoreError(f"MLflow tracking store {uri}: run {run_id}: {mlflow_error(e)}") from None
+        raise tracking.StoreError(f"MLflow tracking store {shown(uri)}: run {run_id}: {mlflow_error(e)}") from None
     tags = run.data.tags
     outs = {k.removeprefix("dvc.out."): v for k, v in tags.items() if k.startswith("dvc.out.")}
     if not outs:
@@ -208,15 +221,24 @@ def _checkout(uri: str, run_id: str) -> int:
     return 0
 
 
+RUN_FILTERS = {  # nads runs --OPTION VALUE: the run tag it matches (a commit by its prefix)
+    "user": "tags.`mlflow.user` = ",
+    "host": "tags.host = ",
+    "branch": "tags.git_branch = ",
+    "commit": "tags.git_commit LIKE ",
+}
+
+
 def _runs(args) -> int:
-    """The latest MLflow run of each stage, with its headline metrics."""
+    """The latest MLflow run of each stage (of those that match the filters), with its headline metrics."""
     import mlflow
 
     from . import tracking
+    from .spool import shown
 
     uri = args.tracking_uri or tracking.tracking_uri()
     if not tracking.store_exists(uri):  # (reading would create it: this command writes nothing)
-        print(f"no runs yet: no store at {uri} (run the pipeline: make repro)")
+        print(f"no runs yet: no store at {shown(uri)} (run the pipeline: make repro)")
         return 0
     tracking.check_store(uri, write=args.sync)
     if args.checkout:
@@ -225,30 +247,50 @@ def _runs(args) -> int:
         from .spool import deliver_pending
 
         done, left = deliver_pending(tracking.repo_root(), uri, timeout=120)
-        print(f"delivered {done} run log(s) to {uri}" + (f"; {left} still waiting" if left else ""))
+        print(f"delivered {done} run log(s) to {shown(uri)}" + (f"; {left} still waiting" if left else ""))
+    wanted = {k: getattr(args, k) for k in RUN_FILTERS if getattr(args, k)}
+    for k, v in wanted.items():
+        if "'" in v:
+            raise errors.InputError(f"--{k} {v!r}: a quote cannot be matched")
+    query = " and ".join(RUN_FILTERS[k] + (f"'{v}%'" if k == "commit" else f"'{v}'") for k, v in wanted.items())
     mlflow.set_tracking_uri(uri)
     try:
         exp = tracking.experiment(mlflow)
         if exp is None:
-            print(f"no runs yet in {uri} (run the pipeline: make repro)")
+            print(f"no runs yet in {shown(uri)} (run the pipeline: make repro)")
             return 0
-        df = mlflow.search_runs(experiment_ids=[exp.experiment_id], order_by=["start_time DESC"])
+        df = mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string=query, order_by=["start_time DESC"])
     except mlflow.exceptions.MlflowException as e:
-        raise tracking.StoreError(f"MLflow tracking store {uri}: {mlflow_error(e)}") from None
+        raise tracking.StoreError(f"MLflow tracking store {shown(uri)}: {mlflow_error(e)}") from None
     if df.empty:
-        print(f"no runs yet in {uri} (run the pipeline: make repro)")
+        which = " ".join(f"--{k} {v}" for k, v in wanted.items())
+        print(
+            f"no runs match {which} in {shown(uri)}"
+            if which
+            else f"no runs yet in {shown(uri)} (run the pipeline: make repro)"
+        )
         return 0
     latest = df.drop_duplicates("tags.mlflow.runName")
-    print(f"store: {mlflow.get_tracking_uri()}")
+    print(f"store: {shown(uri)}" + "".join(f"  {k}={v}" for k, v in wanted.items()))
     for _, r in latest.sort_values("tags.mlflow.runName").iterrows():
-        shown = [
+        shown_metrics = [
             f"{k}={r[f'metrics.{k}']:.4g}"
             for k in HEADLINE
             if f"metrics.{k}" in r and r[f"metrics.{k}"] == r[f"metrics.{k}"]
         ][:4]
+        who = f"{_tag(r, 'mlflow.user')}@{_tag(r, 'host')}"
+        where = f"{_tag(r, 'git_branch')}:{_tag(r, 'git_commit')[:8]}" + ("+" if _tag(r, "git_dirty") == "true" else "")
         when = r["start_time"].strftime("%Y-%m-%d %H:%M")
-        print(f"{r['tags.mlflow.runName']:<24} {r['status']:<9} {when}  {r['run_id'][:8]}  {'  '.join(shown)}")
+        print(
+            f"{r['tags.mlflow.runName']:<24} {r['status']:<9} {when}  {r['run_id'][:8]}  {who:<16} {where:<20} "
+            + "  ".join(shown_metrics)
+        )
     return 0
+
+
+def _tag(row, name: str) -> str:
+    value = row.get(f"tags.{name}")
+    return value if isinstance(value, str) else "?"
 
 
 def main(argv=None) -> int:
@@ -350,6 +392,16 @@ def main(argv=None) -> int:
         metavar="RUN_ID",
         help="put the exact outputs of that run into this workspace (from the DVC cache or remote)",
     )
+    for k in RUN_FILTERS:
+        p.add_argument(
+            f"--{k}",
+            help={
+                "user": "only the runs of this user (the UI's User column)",
+                "host": "only the runs made on this machine (its hostname)",
+                "branch": "only the runs made on this git branch",
+                "commit": "only the runs made at this git commit (a prefix is enough)",
+            }[k],
+        )
     p.set_defaults(func=_runs)
 
     args = parser.parse_args(argv)
@@ -360,6 +412,9 @@ def main(argv=None) -> int:
     except (errors.InputError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `nads runs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # (no second error at exit's flush)
+        return 0
 
 
 if __name__ == "__main__":

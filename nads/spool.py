@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -30,6 +31,11 @@ from . import files
 SPOOLS = Path(".nads/runs")
 BACKOFF = (0.5, 10.0)  # first and longest wait between attempts, s
 FLUSH_S = 5.0  # what the end of a stage waits for the courier
+
+
+def shown(uri: str) -> str:
+    """A store's URI as messages print it: without the password of a database or server URI."""
+    return re.sub(r"(://[^/:@]+):[^/@]*@", r"\1:***@", uri)
 
 
 class Spool:
@@ -242,7 +248,7 @@ def deliver_pending(root: Path, uri: str, timeout: float) -> tuple[int, int]:
                 left += 1
     if left:
         print(
-            f"warning: {left} run log(s) for {uri} are still in {Path(root) / SPOOLS}; "
+            f"warning: {left} run log(s) for {shown(uri)} are still in {Path(root) / SPOOLS}; "
             "delivered at the next stage start or with `nads runs --sync`",
             file=sys.stderr,
         )

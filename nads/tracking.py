@@ -20,6 +20,8 @@ the machine's CPU, memory, disk, network (and GPU with nvidia-ml-py) as
 
 from __future__ import annotations
 
+import base64
+import getpass
 import importlib.util
 import json
 import logging
@@ -37,7 +39,7 @@ from typing import Any
 from . import environment, lineage
 from .errors import InputError
 from .files import pid_alive
-from .spool import Courier, Spool, deliver_pending
+from .spool import Courier, Spool, deliver_pending, shown
 
 # Before mlflow is imported anywhere: no telemetry leaves a researcher's machine,
 # and a tracking server that stops answering costs seconds, not MLflow's default
@@ -85,17 +87,28 @@ def check_store(uri: str, timeout: float = 5.0, write: bool = True) -> None:
     SQLite file must be a readable database. Creates nothing."""
 
     def fail(why: str):
-        raise StoreError(f"MLflow tracking store {uri}: {why}; fix it, or set MLFLOW_TRACKING_URI to another store")
+        raise StoreError(
+            f"MLflow tracking store {shown(uri)}: {why}; fix it, or set MLFLOW_TRACKING_URI to another store"
+        )
 
     if uri.startswith(("http://", "https://")):
         base = uri.rstrip("/")
         for path, what in (("/health", "its health check"), (SEARCH, "an MLflow API call")):
             try:
-                with urllib.request.urlopen(base + path, timeout=timeout) as r:
+                with urllib.request.urlopen(urllib.request.Request(base + path, headers=_auth()), timeout=timeout) as r:
                     body = r.read()
                 if path == SEARCH:
                     json.loads(body)
             except urllib.error.HTTPError as e:
+                if e.code in (401, 403):  # MLflow's basic-auth app, or a proxy with a login
+                    given = "MLFLOW_TRACKING_USERNAME" in os.environ or "MLFLOW_TRACKING_TOKEN" in os.environ
+                    fail(
+                        f"refused {'these' if given else 'a request without'} credentials (HTTP {e.code}); set "
+                        "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or MLFLOW_TRACKING_TOKEN)"
+                    )
+                cause = _server_error(e)
+                if cause:  # MLflow's own error: the server is there, what it stores in is not
+                    fail(f"the server answers, but not its backend store (HTTP {e.code}: {cause})")
                 fail(f"answered HTTP {e.code} to {what} ({path}): is it an MLflow tracking server?")
             except OSError as e:  # refused, timed out, DNS
                 fail(f"no answer to {what} within {timeout:g} s ({getattr(e, 'reason', None) or e})")
@@ -120,6 +133,55 @@ def check_store(uri: str, timeout: float = 5.0, write: bool = True) -> None:
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             fail(f"cannot write in {existing}")
     # Other backends (databricks, postgresql...): their clients report their own errors.
+
+
+def _auth() -> dict:
+    """The credentials MLflow's client sends, as HTTP headers."""
+    user, password = os.environ.get("MLFLOW_TRACKING_USERNAME"), os.environ.get("MLFLOW_TRACKING_PASSWORD")
+    if user and password:
+        return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    if os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    return {}
+
+
+def _server_error(e: urllib.error.HTTPError) -> str | None:
+    """The cause in an MLflow server's JSON error (its backend's, e.g. a database that is down),
+    in one line: the driver's message without SQLAlchemy's hints; None if it is not MLflow's."""
+    try:
+        body = json.loads(e.read())
+        message = str(body["message"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return one_line(message) or body.get("error_code")
+
+
+def one_line(message: str) -> str:
+    """An error message (a driver's, MLflow's) in one line: SQLAlchemy's hint dropped, bounded."""
+    lines = [x.strip() for x in str(message).splitlines() if x.strip() and not x.startswith("(Background on this")]
+    return " ".join(lines)[:500]
+
+
+DATABASES = ("postgresql", "mysql", "mssql", "oracle")  # SQLAlchemy's, with or without "+driver"
+
+
+def is_database(uri: str) -> bool:
+    """A database server used directly as the store (not through `mlflow server`)."""
+    return uri.split("://", 1)[0].split("+", 1)[0] in DATABASES
+
+
+def _shared_artifacts(uri: str, exp) -> None:
+    """A database used directly stores the artifact location of the client that creates the
+    experiment: a clone's local folder (./mlruns) would become every clone's. Refused unless
+    the experiment already has one every client reaches (s3://, gs://, a server's...)."""
+    where = exp.artifact_location if exp is not None else "./mlruns"
+    if "://" not in where or where.startswith("file:"):
+        raise StoreError(
+            f"MLflow tracking store {shown(uri)}: a database used directly keeps {where} (one clone's folder) as "
+            "the artifact location of every clone; serve it instead: mlflow server --backend-store-uri "
+            f"{shown(uri)} --artifacts-destination s3://BUCKET/PATH (or a folder the server reaches), then set "
+            "MLFLOW_TRACKING_URI=http://SERVER:5000 in each clone (docs/team.md)"
+        )
 
 
 def store_exists(uri: str) -> bool:
@@ -173,8 +235,8 @@ def experiment(mlflow):
     exp = mlflow.get_experiment_by_name(EXPERIMENT)
     if exp is not None and exp.lifecycle_stage == "deleted":
         raise StoreError(
-            f"MLflow tracking store {mlflow.get_tracking_uri()}: its experiment {EXPERIMENT!r} is deleted; restore "
-            f"it (mlflow experiments restore --experiment-id {exp.experiment_id}) or use another store"
+            f"MLflow tracking store {shown(mlflow.get_tracking_uri())}: its experiment {EXPERIMENT!r} is deleted; "
+            f"restore it (mlflow experiments restore --experiment-id {exp.experiment_id}) or use another store"
         )
     return exp
 
@@ -278,7 +340,7 @@ class StageRun:
             self.spool.remove()
             return
         print(
-            f"warning: MLflow tracking store {self.uri} did not take the whole log of run "
+            f"warning: MLflow tracking store {shown(self.uri)} did not take the whole log of run "
             f"{self.run.info.run_id} ({self.spool.sent()} of {len(self.spool.entries())} entries); the rest "
             f"is kept in {self.spool.folder} and delivered at the next stage start or with `nads runs --sync`; "
             "the stage's outputs are not affected",
@@ -326,6 +388,8 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         "profile": profile,
         "stage": stage,
         "dvc_stage": name,
+        # The UI's User column (MlflowClient.create_run sets none): the server login if there is one.
+        "mlflow.user": os.environ.get("MLFLOW_TRACKING_USERNAME") or getpass.getuser(),
         "host": socket.gethostname(),
         "pid": str(os.getpid()),
     }
@@ -338,6 +402,8 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
     except Exception as e:  # noqa: BLE001 - earlier runs' logs wait for the next chance; this stage runs
         print(f"warning: could not deliver earlier run logs ({type(e).__name__}: {e})", file=sys.stderr)
     try:
+        if is_database(uri):
+            _shared_artifacts(uri, experiment(mlflow))
         experiment_id = _experiment_id(mlflow, artifacts)
         end_orphans(mlflow.MlflowClient(), experiment_id)
         client = mlflow.MlflowClient(uri)
@@ -349,8 +415,7 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         raise
     except Exception as e:  # noqa: BLE001 - the store passed check_store but still refuses: say so in one line
         raise StoreError(
-            f"MLflow tracking store {uri}: cannot start a run ({type(e).__name__}: "
-            f"{(str(e).strip().splitlines() or [''])[0][:200]})"
+            f"MLflow tracking store {shown(uri)}: cannot start a run ({type(e).__name__}: {one_line(str(e))})"
         ) from None
     try:
         run.watch_system()

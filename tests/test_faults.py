@@ -10,16 +10,15 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 from conftest import ROOT, run
+from servers import free_port, start_mlflow_server
 from test_dvc_yaml import NOT_DEPS, expected_code_deps, stages
 
 pytestmark = pytest.mark.slow
@@ -169,12 +168,6 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_a_store_that_cannot_take_a_run_fails_first_in_one_line(built_copy):
     repo = built_copy
     out = repo.path / "results/nads/logreg"
@@ -198,23 +191,6 @@ def test_a_store_that_cannot_take_a_run_fails_first_in_one_line(built_copy):
     assert digest(out) == before
 
 
-def mlflow_server(db: Path, port: int) -> subprocess.Popen:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{db}", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-            return server
-        except OSError:
-            time.sleep(0.5)
-    raise AssertionError("mlflow server did not start")
-
-
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"], ids=["server killed", "server hung"])
 def test_a_store_lost_mid_run_costs_neither_compute_nor_log(built_copy, tmp_path, fault):
     """A real mlflow server, killed (or stopped: hung) while sweep-fourier@lenet trains:
@@ -222,7 +198,7 @@ def test_a_store_lost_mid_run_costs_neither_compute_nor_log(built_copy, tmp_path
     and once the server is back `nads runs --sync` delivers the rest: FINISHED, whole log."""
     repo, port = built_copy, free_port()
     uri = f"http://127.0.0.1:{port}"
-    server = mlflow_server(tmp_path / "server.db", port)
+    server = start_mlflow_server(tmp_path / "server.db", port)
     try:
         repo.set_params(sweep={"epochs": 6})
         out = repo.path / "results/sweep/lenet/fourier"
@@ -250,7 +226,7 @@ def test_a_store_lost_mid_run_costs_neither_compute_nor_log(built_copy, tmp_path
         (spool,) = (repo.path / ".nads/runs").iterdir()
         if fault == "SIGKILL":
             server.wait()
-            server = mlflow_server(tmp_path / "server.db", port)  # back, on the same database
+            server = start_mlflow_server(tmp_path / "server.db", port)  # back, on the same database
         else:
             os.killpg(server.pid, signal.SIGCONT)
         sync = subprocess.run(

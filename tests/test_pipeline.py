@@ -403,7 +403,7 @@ def test_a_run_id_leads_a_colleague_to_the_exact_bytes_it_produced(built_copy, t
     clone = pulled_clone(repo, tmp_path / "colleague")
     assert arrays(clone.path) == arrays(repo.path)  # the commit's bytes
     checkout = run(
-        [sys.executable, "-m", "nads.cli", "runs", "--checkout", run_id, "--tracking-uri", repo.tracking_uri()],
+        [sys.executable, "-m", "nads.cli", "runs", "--checkout", run_id[:8], "--tracking-uri", repo.tracking_uri()],
         clone.path,
         clone.env,
     )

@@ -1,8 +1,8 @@
+import contextlib
 import hashlib
 import http.server
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -304,15 +304,16 @@ with tracking.stage_run("synthetic", {"synthetic": {"seed": int(sys.argv[2])}}, 
 """
 
 
-def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path):
-    """Six stage starts at one instant against a fresh mlflow server: the first creates the
-    experiment, and those that lose the race use it (creation is idempotent)."""
-    from test_faults import free_port, mlflow_server
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path, backend):
+    """Six stage starts at one instant against a fresh mlflow server (on SQLite, and on
+    PostgreSQL, where the race showed as UniqueViolation): the first creates the experiment,
+    and those that lose the race use it (creation is idempotent)."""
+    from servers import mlflow_server, postgres
 
-    port = free_port()
-    server = mlflow_server(tmp_path / "server.db", port)
-    uri = f"http://127.0.0.1:{port}"
-    try:
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(postgres()).uri if backend == "postgresql" else tmp_path / "s.db"
+        uri = stack.enter_context(mlflow_server(store))
         at = time.time() + 3
         procs = [
             subprocess.Popen(
@@ -330,5 +331,3 @@ def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path):
         runs = client.search_runs([client.get_experiment_by_name("nads").experiment_id])
         assert sorted(r.info.run_name for r in runs) == [f"synthetic@{i}" for i in range(6)]
         assert {r.info.status for r in runs} == {"FINISHED"}
-    finally:
-        os.killpg(server.pid, signal.SIGKILL)

@@ -7,7 +7,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import urllib.request
 import mlflow
 import pytest
 import yaml
+from servers import free_port
 
 from nads import ui
 
@@ -52,12 +52,6 @@ def browse(url: str, tmp_path, budget_ms: int, *flags) -> str:
 
 # As `make ui` runs it: no telemetry, no job runner (GenAI jobs; 8 processes).
 UI_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
