@@ -71,7 +71,9 @@ def start_mlflow_server(backend, port: int, artifacts: Path | None = None, log: 
         "MLFLOW_DISABLE_TELEMETRY": "true",
         **(env or {}),
     }
-    server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+    # In a folder of its own: the basic-auth app keeps its users in ./basic_auth.db.
+    cwd = Path(backend).parent if "://" not in str(backend) else Path(tempfile.mkdtemp(prefix="nads-mlflow-"))
+    server = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd)
     _wait(lambda: _answers(f"http://127.0.0.1:{port}/health"), server, "mlflow server", log)
     return server
 

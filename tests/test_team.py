@@ -20,7 +20,7 @@ from servers import mlflow_server, postgres, s3_server, sshd
 from test_faults import ran, stage
 from test_pipeline import digest
 
-from nads import tracking
+from nads import cli, tracking
 
 
 def sha(path: Path) -> str:
@@ -140,7 +140,7 @@ def test_a_server_with_mlflows_login_takes_the_runs_of_its_users_only(tmp_path, 
         assert got.info.status == "FINISHED" and got.data.tags["mlflow.user"] == "alice"
 
 
-def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_closed_pipe(tmp_path):
+def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_closed_pipe(tmp_path, capsys):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = mlflow.MlflowClient(uri)
     exp = client.create_experiment("nads")
@@ -158,9 +158,13 @@ def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_c
         client.set_terminated(r.info.run_id)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
+    def shown(*filters) -> str:  # (in this process: the command's imports cost seconds each time)
+        capsys.readouterr()
+        assert cli.main(["runs", "--tracking-uri", uri, *filters]) == 0
+        return capsys.readouterr().out
+
     def listed(*filters) -> list[str]:
-        out = nads_cli("runs", "--tracking-uri", uri, *filters, cwd=tmp_path, env=env).stdout
-        return sorted(line.split()[0] for line in out.splitlines()[1:])
+        return sorted(line.split()[0] for line in shown(*filters).splitlines()[1:])
 
     assert listed() == ["nads@arch0", "nads@arch1", "nads@arch2"]
     assert listed("--user", "alice") == ["nads@arch0", "nads@arch2"]
@@ -168,12 +172,9 @@ def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_c
     assert listed("--branch", "poison-k") == ["nads@arch2"]
     assert listed("--commit", "a1b2") == ["nads@arch0", "nads@arch1"]
     assert listed("--user", "alice", "--commit", "a1b2") == ["nads@arch0"]
-    line = nads_cli("runs", "--tracking-uri", uri, "--user", "bob", cwd=tmp_path, env=env).stdout.splitlines()[1]
+    line = shown("--user", "bob").splitlines()[1]
     assert "bob@gpu-2" in line and "main:a1b2c3d4" in line
-    assert (
-        "no runs match --user carol"
-        in nads_cli("runs", "--tracking-uri", uri, "--user", "carol", cwd=tmp_path, env=env).stdout
-    )
+    assert "no runs match --user carol" in shown("--user", "carol")
     # `nads runs | head -1`: the reader is gone before the listing is written.
     proc = subprocess.Popen(
         [sys.executable, "-m", "nads.cli", "runs", "--tracking-uri", uri],

@@ -1,4 +1,3 @@
-import contextlib
 import hashlib
 import http.server
 import json
@@ -304,16 +303,13 @@ with tracking.stage_run("synthetic", {"synthetic": {"seed": int(sys.argv[2])}}, 
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path, backend):
-    """Six stage starts at one instant against a fresh mlflow server (on SQLite, and on
-    PostgreSQL, where the race showed as UniqueViolation): the first creates the experiment,
-    and those that lose the race use it (creation is idempotent)."""
+def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path):
+    """Six stage starts at one instant against a fresh mlflow server on PostgreSQL (where the
+    race showed as UniqueViolation): the first creates the experiment, and those that lose
+    the race use it (creation is idempotent)."""
     from servers import mlflow_server, postgres
 
-    with contextlib.ExitStack() as stack:
-        store = stack.enter_context(postgres()).uri if backend == "postgresql" else tmp_path / "s.db"
-        uri = stack.enter_context(mlflow_server(store))
+    with postgres() as db, mlflow_server(db.uri) as uri:
         at = time.time() + 3
         procs = [
             subprocess.Popen(
