@@ -11,7 +11,7 @@ UV     := uv==0.13.9
 # Stage commands call `python` and `dvc`: make them the virtualenv's.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install install-test install-team repro test test-fast lint lock lock-check profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
+.PHONY: install install-test install-team repro test test-all test-fast lint lock lock-check profile-quick profile-paper profile-paper-cpu profile-atlas ui gpu-check
 
 ifeq ($(NADS_VENV),0)
 MAIN :=
@@ -107,11 +107,17 @@ endif
 	dvc repro
 
 # One test process per core (pytest-xdist); tests/conftest.py orders and groups them.
+# make test: the default run (~9 minutes on 2 cores). make test-all adds the `long` tier, the
+# end-to-end runs against outside processes (emulated CPUs, a Ray cluster, PostgreSQL, mlflow,
+# S3 and SSH servers): ~13 minutes; CI runs it. make test-fast: neither `slow` nor `long`.
 test: $(TEST)
+	python -m pytest -n auto --dist loadgroup -m "not long"
+
+test-all: $(TEST)
 	python -m pytest -n auto --dist loadgroup
 
 test-fast: $(TEST)
-	python -m pytest -n auto --dist loadgroup -m "not slow"
+	python -m pytest -n auto --dist loadgroup -m "not slow and not long"
 
 # The linter, the formatter (ruff) and the type checker on nads/ (mypy; settings in
 # pyproject.toml); CI runs this before the tests. `ruff format .` and `ruff check --fix .`

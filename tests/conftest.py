@@ -179,7 +179,10 @@ def built(tmp_path_factory) -> tuple:
 def built_copy(built, tmp_path) -> Repo:
     """A private copy of the built repository (git, DVC cache, outputs), to change params in."""
     src = built[0]
-    shutil.copytree(src.path, tmp_path / "repo", symlinks=True)
+    # Without .dvc/tmp: DVC's locks, which a command of another test may be writing in the shared
+    # repository at this moment (a copy taken mid-write reads as a corrupt rwlock).
+    dvc_tmp = str(src.path / ".dvc")
+    shutil.copytree(src.path, tmp_path / "repo", symlinks=True, ignore=lambda d, names: ["tmp"] if d == dvc_tmp else [])
     return Repo(tmp_path / "repo", src.remote)
 
 

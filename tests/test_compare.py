@@ -170,6 +170,7 @@ def test_comparison_numbers_on_inputs_with_known_answers():
 
 
 @real
+@pytest.mark.long
 @pytest.mark.slow
 def test_the_pipeline_compares_with_the_published_results(built_copy, tmp_path):
     from conftest import run

@@ -191,6 +191,7 @@ def test_a_store_that_cannot_take_a_run_fails_first_in_one_line(built_copy):
     assert digest(out) == before
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("fault", ["SIGKILL", "SIGSTOP"], ids=["server killed", "server hung"])
 def test_a_store_lost_mid_run_costs_neither_compute_nor_log(built_copy, tmp_path, fault):
     """A real mlflow server, killed (or stopped: hung) while sweep-fourier@lenet trains:

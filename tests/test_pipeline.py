@@ -414,6 +414,7 @@ def test_a_run_id_leads_a_colleague_to_the_exact_bytes_it_produced(built_copy, t
     assert not (clone.path / ".nads-checkout").exists()
 
 
+@pytest.mark.long
 @pytest.mark.xdist_group("ray")  # one Ray runtime at a time (ray.init may join another test's)
 def test_ray_executor_reproduces_the_local_outputs_with_logging_on_the_driver(built_copy):
     repo = built_copy

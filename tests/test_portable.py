@@ -70,6 +70,7 @@ def test_the_settings_change_the_bits(here):
     platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
     reason="needs an x86-64 machine and qemu-user (apt-get install qemu-user)",
 )
+@pytest.mark.long
 @pytest.mark.parametrize("cpu", CPUS)
 def test_an_emulated_intel_and_amd_cpu_compute_the_same_bits(here, emulated, cpu):
     assert emulated[cpu] == here

@@ -11,7 +11,10 @@ from ray.cluster_utils import Cluster
 from nads.estimate import Engine, Shards, Spec, shard_moments
 from nads.executor import LocalExecutor, RayExecutor
 
-pytestmark = pytest.mark.xdist_group("ray")  # one Ray runtime at a time (ray.init may join another's)
+pytestmark = [
+    pytest.mark.long,
+    pytest.mark.xdist_group("ray"),
+]  # one Ray runtime at a time (ray.init may join another's)
 
 
 def test_a_node_removed_mid_map_costs_time_not_the_result():

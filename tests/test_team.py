@@ -31,6 +31,7 @@ def nads_cli(*args, cwd, env, check=True):
     return run([sys.executable, "-m", "nads.cli", *args], cwd, env, check)
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_a_server_on_postgresql_keeps_the_whole_log_through_a_database_outage(built_copy, tmp_path):
     """mlflow server on PostgreSQL, artifacts proxied to a folder: its database down at a stage
@@ -90,6 +91,7 @@ def test_a_server_on_postgresql_keeps_the_whole_log_through_a_database_outage(bu
         )
 
 
+@pytest.mark.long
 def test_a_database_used_directly_is_refused_unless_every_clone_reaches_its_artifacts(tmp_path, monkeypatch):
     """MLFLOW_TRACKING_URI=postgresql://...: the experiment would keep this clone's folder as
     everyone's artifact location; refused in one line naming the server form, password hidden.
@@ -201,6 +203,7 @@ def arrays(root: Path) -> dict:
     return {p.name: sha(p) for p in sorted((root / "results/nads/logreg").glob("*.npy"))}
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_results_and_experiments_travel_through_an_s3_remote_and_a_git_remote(built_copy, tmp_path):
     """Push to S3 (moto's server: a real S3 API on localhost) and to a shared git remote; a
@@ -239,6 +242,7 @@ def test_results_and_experiments_travel_through_an_s3_remote_and_a_git_remote(bu
         print(f"\nS3 push {pushed:.1f} s")
 
 
+@pytest.mark.long
 @pytest.mark.slow
 def test_results_travel_through_an_ssh_remote_whose_host_key_is_checked(built_copy, tmp_path):
     """sshd on localhost, key login: an unknown host key is refused (nothing pushed); once

@@ -303,6 +303,7 @@ with tracking.stage_run("synthetic", {"synthetic": {"seed": int(sys.argv[2])}}, 
 """
 
 
+@pytest.mark.long
 def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path):
     """Six stage starts at one instant against a fresh mlflow server on PostgreSQL (where the
     race showed as UniqueViolation): the first creates the experiment, and those that lose
