@@ -194,8 +194,9 @@ def store_exists(uri: str) -> bool:
 
 
 def git_state(root: Path) -> dict:
-    """The branch, and whether the workspace differs from the commit (tracked files only:
-    outputs are DVC's, and dvc.lock changes as stages run)."""
+    """The branch, and whether the workspace's code or params differ from the commit (tracked
+    files only; not dvc.lock nor the pipeline's outputs under data/ and results/, which stages
+    write as they run: their bytes are in the run's dvc.out.* tags)."""
 
     def git(*args) -> str | None:
         try:
@@ -203,7 +204,8 @@ def git_state(root: Path) -> dict:
         except (OSError, subprocess.CalledProcessError):
             return None
 
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)dvc.lock")
+    outputs = (":(exclude)dvc.lock", ":(exclude)data", ":(exclude)results")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *outputs)
     return {
         "git_branch": git("rev-parse", "--abbrev-ref", "HEAD") or "unknown",
         "git_dirty": "unknown" if status is None else str(bool(status)).lower(),

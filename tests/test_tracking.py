@@ -328,3 +328,23 @@ def test_stages_starting_together_on_a_fresh_server_all_get_runs(tmp_path):
         runs = client.search_runs([client.get_experiment_by_name("nads").experiment_id])
         assert sorted(r.info.run_name for r in runs) == [f"synthetic@{i}" for i in range(6)]
         assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_a_run_is_dirty_when_code_or_params_differ_from_the_commit_not_its_outputs(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for name in ("params.yaml", "dvc.lock", "results/nads/lenet/metrics.json", "nads/x.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("0\n")
+    git("init", "-q", "-b", "team")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "c")
+    assert tracking.git_state(tmp_path) == {"git_branch": "team", "git_dirty": "false"}
+    for name in ("dvc.lock", "results/nads/lenet/metrics.json"):  # what stages write as they run
+        (tmp_path / name).write_text("1\n")
+    assert tracking.git_state(tmp_path)["git_dirty"] == "false"
+    for name in ("params.yaml", "nads/x.py"):
+        (tmp_path / name).write_text("1\n")
+        assert tracking.git_state(tmp_path)["git_dirty"] == "true"
+        (tmp_path / name).write_text("0\n")
