@@ -105,6 +105,7 @@ ifdef NADS_PUBLISHED
 	NADS_PUBLISHED="$$(realpath -m -- '$(NADS_PUBLISHED)')" dvc repro --force --single-item --glob 'reference@*'
 endif
 	dvc repro
+	@python -m nads.report
 
 # One test process per core (pytest-xdist); tests/conftest.py orders and groups them.
 # make test: the default run (391 tests, 554 s on 2 cores). make test-all adds the `long` tier,

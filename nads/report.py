@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +283,15 @@ def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = Non
         ),
     }
     claims = [c for _, page, _ in pages.values() for s in page for c in s.claims]
+    listed = [
+        {"page": name, "section": s.title, "anchor": f"s{i}", "text": c.text, "evidence": c.evidence}
+        | {"supported": bool(c.supported)}  # (numpy's bool where a claim computes it)
+        for name, (_, page, _) in pages.items()
+        for i, s in enumerate(page)
+        for c in s.claims
+    ]
+    with files.atomic_path(out_dir / CLAIMS) as tmp:  # (make repro's last line: verdict())
+        tmp.write_text(json.dumps(listed, indent=1) + "\n")
     params_yaml = yaml.safe_dump(params.raw, sort_keys=False).strip()
     for name, (title, page, md_name) in pages.items():
         found = [c for s in page for c in s.claims]
@@ -297,6 +308,24 @@ def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = Non
     return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}
 
 
+CLAIMS = "claims.json"  # every claim of both pages: page, section, anchor, text, evidence, supported
+
+
+def _mark(claim) -> str:
+    return "supported" if claim.supported else "NOT supported"
+
+
+def verdict(out_dir: Path) -> str:
+    """One line: where the report is, how many claims it supports, and which it does not."""
+    try:
+        claims = json.loads((out_dir / CLAIMS).read_text())
+    except (OSError, ValueError):
+        return f"report: no {out_dir / CLAIMS} (run dvc repro report)"
+    failed = [f"{c['section']}: {c['text']}" for c in claims if not c["supported"]]
+    line = f"report: {out_dir / 'index.html'} — {len(claims) - len(failed)} of {len(claims)} claims supported"
+    return line + (f"; not supported: {'; '.join(failed)}" if failed else "")
+
+
 def _write_page(
     title: str, head: tuple, params_yaml: str, sections: list, out_dir: Path, name: str, md_name: str
 ) -> None:
@@ -304,6 +333,18 @@ def _write_page(
     head: (text, the other page's title, its HTML and its Markdown file)."""
     text, link, link_html, link_md = head
     summary = "params.yaml this report was built from"
+    # At the top, what a reader scans first: every claim with its verdict and a link to its
+    # section, then the sections.
+    found = [(i, s, c) for i, s in enumerate(sections) for c in s.claims]
+    top_md = ["## Claims", ""] if found else []
+    top_md += [f"- **{_mark(c)}** — [{s.title}](#s{i}): {c.text}: {c.evidence}" for i, s, c in found]
+    top_md += ["", "## Contents", "", *[f"- [{s.title}](#s{i})" for i, s in enumerate(sections)], ""]
+    top = "".join(
+        f"<li class='{'ok' if c.supported else 'no'}'><b>{_mark(c)}</b> — <a href='#s{i}'>{html.escape(s.title)}</a>: "
+        f"{html.escape(c.text)}: {html.escape(c.evidence)}</li>"
+        for i, s, c in found
+    )
+    contents = "".join(f"<li><a href='#s{i}'>{html.escape(s.title)}</a></li>" for i, s in enumerate(sections))
     md = [
         f"# {title}",
         "",
@@ -317,19 +358,21 @@ def _write_page(
         "",
         "</details>",
         "",
+        *top_md,
     ]
     parts = [
         f"<h1>{html.escape(title)}</h1><p>{html.escape(text)} <a href='{link_html}'>{html.escape(link)}</a>"
         f"</p><details><summary>{summary}</summary><pre>{html.escape(params_yaml)}</pre></details>"
+        + (f"<h2>Claims</h2><ul>{top}</ul>" if found else "")
+        + f"<h2>Contents</h2><ul>{contents}</ul>"
     ]
-    for s in sections:
-        md += [f"## {s.title}", "", *([s.note, ""] if s.note else [])]
-        parts.append(f"<h2>{html.escape(s.title)}</h2>" + (f"<p>{html.escape(s.note)}</p>" if s.note else ""))
+    for i, s in enumerate(sections):
+        md += [f'<a id="s{i}"></a>', "", f"## {s.title}", "", *([s.note, ""] if s.note else [])]
+        parts.append(f"<h2 id='s{i}'>{html.escape(s.title)}</h2>" + (f"<p>{html.escape(s.note)}</p>" if s.note else ""))
         for c in s.claims:
-            mark = "supported" if c.supported else "NOT supported"
-            md.append(f"- **{mark}** — {c.text}: {c.evidence}")
+            md.append(f"- **{_mark(c)}** — {c.text}: {c.evidence}")
             parts.append(
-                f"<p class='{'ok' if c.supported else 'no'}'><b>{mark}</b> — {html.escape(c.text)}: "
+                f"<p class='{'ok' if c.supported else 'no'}'><b>{_mark(c)}</b> — {html.escape(c.text)}: "
                 f"{html.escape(c.evidence)}</p>"
             )
         if s.table:
@@ -357,3 +400,7 @@ def _write_page(
         tmp.write_text(doc)
     with files.atomic_path(out_dir / md_name) as tmp:
         tmp.write_text("\n".join(md))
+
+
+if __name__ == "__main__":  # make repro's last line: python -m nads.report [REPORT_DIR]
+    print(verdict(Path(sys.argv[1] if len(sys.argv) > 1 else "results/report")))

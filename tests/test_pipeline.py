@@ -454,3 +454,25 @@ def test_make_repro_passes_paths_with_spaces_whole(tmp_path):
         probe = line.split(" dvc repro")[0] + f" {sys.executable} -c 'import os; print(os.environ[\"{name}\"])'"
         seen[name] = subprocess.run(["sh", "-c", probe], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     assert seen == {"CIFAR10": given["CIFAR10"], "NADS_PUBLISHED": str(tmp_path / "rel dir/pub.tar.gz")}
+
+
+def test_the_report_opens_with_its_claims_and_make_repro_ends_with_its_verdict(built):
+    repo = built[0]
+    out = repo.path / "results/report"
+    claims = json.loads((out / "claims.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    supported = sum(c["supported"] for c in claims)
+    assert metrics == {"claims": len(claims), "claims_supported": supported} and claims
+    page = (out / "index.html").read_text()
+    top = page[page.index("<h2>Claims</h2>") : page.index("<h2>Contents</h2>")]
+    mine = [c for c in claims if c["page"] == "index.html"]
+    assert top.count("<li class=") == len(mine)
+    for c in mine:  # each claim at the top links to its section, which is further down
+        assert f"<a href='#{c['anchor']}'>" in top and page.index(f"<h2 id='{c['anchor']}'>") > len(top)
+    # A no-op make repro (the README's command, in the environment already there) ends with the verdict.
+    proc = run(["make", "repro", "NADS_VENV=0", "CIFAR10="], repo.path, repo.env)  # (the copy is there already)
+    failed = [f"{c['section']}: {c['text']}" for c in claims if not c["supported"]]
+    assert proc.stdout.splitlines()[-1] == (
+        f"report: results/report/index.html — {supported} of {len(claims)} claims supported"
+        + (f"; not supported: {'; '.join(failed)}" if failed else "")
+    )
