@@ -129,8 +129,17 @@ def nad_sweep_section(root: Path, arch: str) -> Section:
 def predict_section(root: Path, arch: str) -> Section:
     d = root / "results/predict" / arch
     m = read_json(d / "metrics.json", f"predict@{arch}")
+    title = f"{arch}: learnability predicted from its NADs alone"
+    headline = [m[k] for k in ("auc_fourier", "auc_nad", "spearman_fourier", "spearman_nad")]
+    if all(v != v for v in headline):  # all NaN: every direction is learned alike (logreg)
+        return Section(
+            title,
+            note=f"Nothing to rank: its sweeps learned every direction alike (the {m['n_fourier']} Fourier "
+            f"directions and the {m['n_nad']} NADs), so no score can put learned directions before the "
+            "others; the prediction is checked on architectures that fail somewhere.",
+        )
     return Section(
-        f"{arch}: learnability predicted from its NADs alone",
+        title,
         [figure(root, d, "grid.png"), figure(root, d, "curve.png")],
         {
             "rule": m["rule"],
@@ -297,9 +306,15 @@ def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = Non
         found = [c for s in page for c in s.claims]
         other = next(n for n in pages if n != name)
         software = ", ".join(f"{k} {v}" for k, v in (env or {}).items())
+        verdicts = f"{sum(c.supported for c in found)} of {len(found)} claims supported"
+        if not found and name == "atlas.html":
+            verdicts = (
+                "no claims: its claims compare the architecture families, which this profile does not run "
+                "(make profile-atlas && make repro)"
+            )
         head = (
-            f"profile {params.profile}, git commit {commit}; {sum(c.supported for c in found)} of {len(found)} "
-            f"claims supported; computed with {software or 'an unrecorded environment'}; see also",
+            f"profile {params.profile}, git commit {commit}; {verdicts}; "
+            f"computed with {software or 'an unrecorded environment'}; see also",
             pages[other][0],
             other,
             pages[other][2],
@@ -375,13 +390,21 @@ def _write_page(
                 f"<p class='{'ok' if c.supported else 'no'}'><b>{_mark(c)}</b> — {html.escape(c.text)}: "
                 f"{html.escape(c.evidence)}</p>"
             )
-        if s.table:
-            md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in s.table.items()], ""]
+        # A value that is not a number on this run (a correlation with nothing to rank) is named
+        # in a line, not shown as NaN.
+        undefined = [k for k, v in s.table.items() if isinstance(v, float) and v != v]
+        table = {k: v for k, v in s.table.items() if k not in undefined}
+        if table:
+            md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in table.items()], ""]
             parts.append(
                 "<table>"
-                + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in s.table.items())
+                + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in table.items())
                 + "</table>"
             )
+        if undefined:
+            line = f"Not defined on this run (nothing to rank or compare): {', '.join(undefined)}."
+            md += ["", line, ""]
+            parts.append(f"<p>{html.escape(line)}</p>")
         for f in s.figures:
             md.append(f"![{Path(f).name}]({os.path.relpath(f, out_dir)})")
             data = base64.b64encode(need(Path(f), "its stage").read_bytes()).decode()
