@@ -190,9 +190,16 @@ def curve_comparison(curves: dict, path, title: str = "") -> None:
     save(fig, path)
 
 
-def _accuracy_by_index(ax, title: str) -> None:
-    """Axes of test accuracy on D(u_i) against NAD index i (log x, chance marked)."""
+def _index_axis(ax) -> None:
+    """NAD indices (>= 0, already plotted) on a log x axis that starts just left of 0 and ends a
+    factor 2 past the last index: no negative ticks, no marker cut at either end."""
     ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlim(-0.5, 2 * max(ax.dataLim.x1, 1.0))
+
+
+def _accuracy_by_index(ax, title: str) -> None:
+    """Axes of test accuracy on D(u_i) against NAD index i (log x, chance marked), after the data."""
+    _index_axis(ax)
     ax.set_ylim(0.45, 1.02)
     ax.axhline(0.5, color="k", ls=":", lw=1)
     _label(ax, "NAD index i", "test accuracy on D($u_i$)", title)
@@ -232,7 +239,7 @@ def poison_curve(indices, accuracy, baseline: float, path, title: str = "") -> N
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot(indices, accuracy, "o-", label="carrier on NAD k")
     ax.axhline(baseline, color="k", ls="--", lw=1, label="clean training set")
-    ax.set_xscale("symlog", linthresh=1)
+    _index_axis(ax)
     ax.legend(fontsize=8)
     _label(ax, "NAD index k of the carrier", "clean test accuracy", title)
     save(fig, path)

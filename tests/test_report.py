@@ -104,3 +104,18 @@ def test_a_value_with_nothing_to_rank_is_named_in_a_line_not_shown_as_nan(tmp_pa
         assert "nan" not in text.lower() and "Not defined on this run (nothing to rank or compare): spearman." in text
         assert "n_directions" in text and "auc" in text
     assert "<h2>Contents</h2><ul><li><a href='#s0'>logreg on D(u_i)</a></li></ul>" in (tmp_path / "i.html").read_text()
+
+
+def test_nad_index_axes_show_no_negative_index_and_cut_no_marker():
+    import matplotlib.pyplot as plt
+
+    from nads import plots
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1, 10, 1000], [0.3, 0.4, 0.5, 0.55], "o-")
+    plots._index_axis(ax)
+    fig.canvas.draw()
+    lo, hi = ax.get_xlim()
+    assert lo == -0.5 and hi == 2000  # 0 and 1000 inside, with room for their markers
+    assert all(t >= 0 for t in ax.get_xticks() if lo <= t <= hi)
+    plt.close(fig)
