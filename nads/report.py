@@ -10,6 +10,7 @@ import base64
 import html
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -203,6 +204,36 @@ TOLERANCE = {
 }
 
 
+_MEASURES = {
+    "frac_within_2sd": "fraction of published values within 2 seed sd",
+    "mean_abs_diff": "mean |Δ|",
+    "n": "points compared",
+    "pearson_r": "Pearson r",
+    "seed_sd": "seed sd",
+}
+_AGAINST = {
+    "control_curve_": "control curve (published NADs, our training)",
+    "curve_": "NAD curve",
+    "grid_": "Fourier grid",
+}
+
+
+def compare_label(key: str) -> str:
+    """The words for a key of compare@<arch>'s metrics.json, as the report's table shows it."""
+    if m := re.fullmatch(r"nads_agreement_top(\d+)", key):
+        return f"NADs vs published: subspace agreement of the top {m[1]}"
+    if m := re.fullmatch(r"predicted_(auc|spearman)_(grid|curve)_(ours|published)_nads", key):
+        what = {"auc": "AUC", "spearman": "Spearman"}[m[1]]
+        where = {"grid": "Fourier grid", "curve": "NAD curve"}[m[2]]
+        return f"prediction from {'our' if m[3] == 'ours' else 'the published'} NADs: {what} on the {where}"
+    if m := re.fullmatch(r"(published_)?radius_(\d+)-(\d+)", key):
+        return f"{'published' if m[1] else 'our'} NADs {m[2]}–{m[3]}: mean radial frequency"
+    for prefix, name in _AGAINST.items():
+        if key.startswith(prefix) and key[len(prefix) :] in _MEASURES:
+            return f"{name} vs published: {_MEASURES[key[len(prefix) :]]}"
+    return key
+
+
 def compare_section(root: Path, arch: str) -> Section:
     d = root / "results/compare" / arch
     m = read_json(d / "metrics.json", f"compare@{arch}")
@@ -212,7 +243,7 @@ def compare_section(root: Path, arch: str) -> Section:
     s = Section(
         f"Paper vs this run: {arch}",
         figures,
-        dict(m),
+        {compare_label(k): v for k, v in m.items()},
         note="Tolerances are stated for the paper's scale; a smaller profile may fall outside them.",
     )
     t = TOLERANCE
@@ -395,7 +426,13 @@ def _write_page(
         undefined = [k for k, v in s.table.items() if isinstance(v, float) and v != v]
         table = {k: v for k, v in s.table.items() if k not in undefined}
         if table:
-            md += ["", "| quantity | value |", "|---|---|", *[f"| {k} | {_fmt(v)} |" for k, v in table.items()], ""]
+            md += [
+                "",
+                "| quantity | value |",
+                "|---|---|",
+                *[f"| {k.replace('|', chr(92) + '|')} | {_fmt(v)} |" for k, v in table.items()],
+                "",
+            ]
             parts.append(
                 "<table>"
                 + "".join(f"<tr><td>{html.escape(k)}</td><td>{_fmt(v)}</td></tr>" for k, v in table.items())

@@ -119,3 +119,13 @@ def test_nad_index_axes_show_no_negative_index_and_cut_no_marker():
     assert lo == -0.5 and hi == 2000  # 0 and 1000 inside, with room for their markers
     assert all(t >= 0 for t in ax.get_xticks() if lo <= t <= hi)
     plt.close(fig)
+
+
+def test_the_comparison_table_shows_words_not_keys():
+    keys = ["control_curve_frac_within_2sd", "curve_mean_abs_diff", "grid_n", "grid_pearson_r", "nads_agreement_top10"]
+    keys += ["predicted_auc_grid_ours_nads", "predicted_spearman_curve_published_nads", "radius_0-9"]
+    keys += ["published_radius_300-1022"]
+    labels = [report.compare_label(k) for k in keys]
+    assert not set(labels) & set(keys) and len(set(labels)) == len(keys)
+    assert labels[4] == "NADs vs published: subspace agreement of the top 10"
+    assert labels[8] == "published NADs 300–1022: mean radial frequency"
