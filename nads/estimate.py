@@ -399,7 +399,7 @@ def estimate_nads(
     executor object. Results do not depend on it, beyond float rounding.
     precision: float32 (default), tf32 or bf16 (see nads.runtime.precision).
     progress: show a progress bar; log(metrics, step): MLflow metrics while it runs
-    (progress/networks_<estimator>/{done,fraction,eta_s}).
+    (system/progress/networks_<estimator>/{done,fraction,eta_s}).
     """
     Nads.parse({"n_networks": n_networks})
     spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point, precision)

@@ -61,9 +61,14 @@ def end_job() -> float:
     return _units
 
 
+# Progress is not a result: MLflow's UI shows metrics under system/ apart from the model metrics
+# (its System metrics charts), so a researcher's compare view starts from results.
+PREFIX = "system/progress"
+
+
 class Monitor:
     """The driver's view of a computation: a tqdm bar (total units, ETA) and, with `log`,
-    MLflow metrics progress/<name>/{done,fraction,eta_s} every LOG_EVERY_S, plus the jobs' records."""
+    MLflow metrics system/progress/<name>/{done,fraction,eta_s} every LOG_EVERY_S, plus the jobs' records."""
 
     def __init__(self, total: float, desc: str | None, unit: str, log: Log | None = None, name: str = "work"):
         # {n:.4g}: jobs advance by fractions (a model per training step), shown rounded
@@ -107,10 +112,10 @@ class Monitor:
         rate = (done - self.resumed_units) / max(now - self.started, 1e-9)
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         self.log(
-            {
-                f"progress/{self.name}/done": done,
-                f"progress/{self.name}/fraction": done / max(self.total, 1e-9),
-                f"progress/{self.name}/eta_s": eta,
+            {  # (rounded: float sums of fractional units read 4.999999999999999 otherwise)
+                f"{PREFIX}/{self.name}/done": int(round(done)) if abs(done - round(done)) < 1e-6 else round(done, 6),
+                f"{PREFIX}/{self.name}/fraction": round(done / max(self.total, 1e-9), 4),
+                f"{PREFIX}/{self.name}/eta_s": round(max(eta, 0.0), 1) if eta == eta else eta,
             },
             int(round(done)),
         )

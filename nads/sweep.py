@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .executor import Executor, make_executor
-from .progress import Log, Monitor
+from .progress import PREFIX, Log, Monitor
 from .synthetic import NoiseBank, directional_samples
 from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
 
@@ -52,7 +52,7 @@ def sweep(
     task per group on a Ray cluster).
 
     progress: the label of a progress bar (None: no bar). log(metrics, step): MLflow
-    metrics while it runs, progress/<name>/{done,fraction,eta_s,running_mean_test_acc}.
+    metrics while it runs, system/progress/<name>/{done,fraction,eta_s,running_mean_test_acc}.
     """
     executor = make_executor(executor)
     dev = executor.device(device)
@@ -64,7 +64,7 @@ def sweep(
     def done(ids, part):
         accuracies.extend(part["test_acc"])
         if log is not None:
-            log({f"progress/{name}/running_mean_test_acc": float(np.nanmean(accuracies))}, len(accuracies))
+            log({f"{PREFIX}/{name}/running_mean_test_acc": float(np.nanmean(accuracies))}, len(accuracies))
 
     with warnings.catch_warnings():  # all diverged so far: a NaN running mean
         warnings.simplefilter("ignore", RuntimeWarning)

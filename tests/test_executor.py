@@ -159,6 +159,26 @@ def test_the_jobs_progress_and_records_reach_the_drivers_monitor(workers):
     assert LocalExecutor(workers).map(reporting_job, list(range(5)), 10, "cpu", monitor=monitor) == list(range(5))
     monitor.close()
     assert monitor.done == 5
-    records = sorted([(m, s) for m, s in logged if not any(k.startswith("progress/") for k in m)], key=lambda r: r[1])
+    records = sorted(
+        [(m, s) for m, s in logged if not any(k.startswith("system/progress/") for k in m)], key=lambda r: r[1]
+    )
     assert records == [({f"job{j}/value": 10 * j}, j) for j in range(5)]
-    assert logged[-1] == ({"progress/toy/done": 5, "progress/toy/fraction": 1.0, "progress/toy/eta_s": 0.0}, 5)
+    assert logged[-1] == (
+        {"system/progress/toy/done": 5, "system/progress/toy/fraction": 1.0, "system/progress/toy/eta_s": 0.0},
+        5,
+    )
+
+
+def test_progress_is_a_system_metric_and_counts_are_whole_numbers():
+    from nads.progress import Monitor
+
+    logged = []
+    monitor = Monitor(1, None, "model", log=lambda metrics, step: logged.append((metrics, step)), name="models")
+    for _ in range(10):  # a model per training step: ten steps of 0.1 sum to 0.9999999999999999
+        monitor.handle(("advance", 0.1))
+    monitor.close()
+    metrics, step = logged[-1]
+    assert set(metrics) == {f"system/progress/models/{k}" for k in ("done", "fraction", "eta_s")}
+    assert metrics["system/progress/models/done"] == 1 and type(metrics["system/progress/models/done"]) is int
+    assert metrics["system/progress/models/fraction"] == 1.0 and metrics["system/progress/models/eta_s"] == 0.0
+    assert step == 1

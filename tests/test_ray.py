@@ -211,5 +211,5 @@ def test_a_tasks_progress_and_records_reach_the_drivers_monitor(cluster):
     assert RayExecutor().map(reporting_job, list(range(4)), 10, "cpu", monitor=monitor) == list(range(4))
     monitor.close()
     assert monitor.done == 4
-    records = [(m, s) for m, s in logged if not any(k.startswith("progress/") for k in m)]
+    records = [(m, s) for m, s in logged if not any(k.startswith("system/progress/") for k in m)]
     assert sorted(records, key=lambda r: r[1]) == [({f"job{j}/value": 10 * j}, j) for j in range(4)]
