@@ -40,18 +40,20 @@ def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
     return inputs
 
 
-def outputs(root: Path, stage: str) -> dict[str, str]:
-    """{path: DVC hash} of each cached out of `stage` as it is in the workspace now: what
-    dvc.lock will record when the stage exits (a folder's hash ends in .dir). Metrics files
-    (cache: false) are left out: they are in git, and their values in the run itself."""
+def outputs(root: Path, stage: str) -> tuple[dict[str, str], dict[str, str]]:
+    """({path: DVC hash} of each cached out of `stage` as it is in the workspace now, what
+    dvc.lock will record when the stage exits (a folder's hash ends in .dir); the same as
+    dvc.lock holds them still, from the stage's previous run). Metrics files (cache: false)
+    are left out: they are in git, and their values in the run itself."""
     from dvc.repo import Repo
 
     root = Path(root).resolve()
     with Repo(str(root)) as repo:
         (found,) = repo.stage.collect(stage)
-        return {
-            _rel(o.fs_path, root): o.get_hash().value for o in found.outs if o.use_cache and Path(o.fs_path).exists()
-        }
+        cached = [o for o in found.outs if o.use_cache and Path(o.fs_path).exists()]
+        now = {_rel(o.fs_path, root): o.get_hash().value for o in cached}
+        locked = {_rel(o.fs_path, root): o.hash_info.value for o in cached if o.hash_info}
+        return now, locked
 
 
 def _rel(path: str, root: Path) -> str:

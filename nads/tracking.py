@@ -436,8 +436,10 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         yield run
         if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:
             try:  # the bytes this run produced, as dvc.lock will pin them: `nads runs --checkout RUN`
-                outs = lineage.outputs(Path.cwd(), os.environ["DVC_STAGE"])
+                outs, before = lineage.outputs(Path.cwd(), os.environ["DVC_STAGE"])
                 run.log_tags({f"dvc.out.{path}": digest for path, digest in outs.items()})
+                if outs:  # whether it made anything new (a forced fetch of the same copy makes the same bytes)
+                    run.log_tags({"nads.outputs": "unchanged" if outs == before else "changed" if before else "new"})
             except Exception as e:  # noqa: BLE001 - the log, never the stage
                 print(f"warning: {name}: could not hash its outputs ({type(e).__name__}: {e})", file=sys.stderr)
     except KeyboardInterrupt:

@@ -422,6 +422,10 @@ def test_a_run_id_leads_a_colleague_to_the_exact_bytes_it_produced(built_copy, t
     )
     assert arrays(clone.path) == produced  # the run's bytes, from the remote
     assert not (clone.path / ".nads-checkout").exists()
+    # A run says whether it made new bytes: R did; a forced rerun of the committed params does not.
+    assert latest[latest["run_id"] == run_id]["tags.nads.outputs"].iloc[0] == "changed"
+    repo.dvc("repro", "-f", "-s", "nads@logreg")
+    assert runs(repo).sort_values("start_time")["tags.nads.outputs"].iloc[-1] == "unchanged"
 
 
 @pytest.mark.long
