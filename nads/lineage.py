@@ -40,6 +40,24 @@ def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
     return inputs
 
 
+def upstream_params(root: Path, stage: str) -> dict:
+    """{key: value} of every params.yaml key that `stage` or a stage upstream of it depends
+    on: what determined its inputs as well as its own work (a sweep's `synthetic` and `nads`)."""
+    import networkx as nx
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    root = Path(root).resolve()
+    with Repo(str(root)) as repo:
+        (found,) = repo.stage.collect(stage)
+        values: dict = {}
+        for s in (found, *nx.descendants(repo.index.graph, found)):  # (edges point upstream)
+            for dep in s.deps:
+                if isinstance(dep, ParamsDependency) and _rel(dep.fs_path, root) == "params.yaml":
+                    values.update(dep.read_params())
+        return values
+
+
 def outputs(root: Path, stage: str) -> tuple[dict[str, str], dict[str, str]]:
     """({path: DVC hash} of each cached out of `stage` as it is in the workspace now, what
     dvc.lock will record when the stage exits (a folder's hash ends in .dir); the same as

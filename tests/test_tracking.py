@@ -210,6 +210,12 @@ def test_each_stage_run_of_the_pipeline_logs_its_data_with_the_hashes_dvc_record
     # data/synthetic/meta.json (the atlas reads the grid's shape), results/nads, sweep, predict, poison, flip, compare,
     # figures
     assert len(runs["report"].inputs.dataset_inputs) == 8
+    # The params upstream of a run are on it too: runs on different data differ in Compare.
+    params = repo.params()
+    sweep, poison = runs["sweep-nad@lenet"].data.params, runs["poison@lenet"].data.params
+    assert sweep["synthetic.n_train"] == str(params["synthetic"]["n_train"]) and "nad_sweep.seeds" in sweep
+    assert sweep["nads.n_networks"] == poison["nads.n_networks"] == str(params["nads"]["n_networks"])
+    assert "synthetic.n_train" not in poison  # (CIFAR-10's carriers come from the NADs, not from D(v))
 
 
 class _NotMlflow(http.server.BaseHTTPRequestHandler):
