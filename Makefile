@@ -110,7 +110,7 @@ endif
 # One test process per core (pytest-xdist); tests/conftest.py orders and groups them.
 # make test: the default run (391 tests, 554 s on 2 cores). make test-all adds the `long` tier,
 # the end-to-end runs against outside processes (emulated CPUs, a Ray cluster, PostgreSQL, mlflow,
-# S3 and SSH servers): 408 tests, 710 s; CI runs it. make test-fast: neither `slow` nor `long`.
+# S3 and SSH servers): 408 tests, 710-834 s; CI runs it. make test-fast: neither `slow` nor `long`.
 test: $(TEST)
 	python -m pytest -n auto --dist loadgroup -m "not long"
 
