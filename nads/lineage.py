@@ -17,12 +17,20 @@ from pathlib import Path
 def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
     """(path, DVC hash, stage that wrote it) of each data dep of `stage` (e.g. `nads@lenet`)
     in the DVC repository `root`, which must be the working directory (as DVC runs a stage)."""
+    return stage_inputs(root, stage, params=False)[0]
+
+
+def stage_inputs(root: Path, stage: str, params: bool = True) -> tuple[list[tuple[str, str, str | None]], dict]:
+    """What determined a run of `stage`, from one reading of the DVC repository `root`: its data
+    deps (as data_inputs gives them) and, with `params`, {key: value} of every params.yaml key
+    that it or a stage upstream of it depends on (a sweep's `synthetic` and `nads` too)."""
+    import networkx as nx
     from dvc.dependency.param import ParamsDependency
     from dvc.repo import Repo
 
     root = Path(root).resolve()
     if not (root / "dvc.yaml").exists():
-        return []
+        return [], {}
     with Repo(str(root)) as repo:
         (found,) = repo.stage.collect(stage)
         produced = {_rel(o.fs_path, root): o for o in repo.index.outs}
@@ -37,25 +45,12 @@ def data_inputs(root: Path, stage: str) -> list[tuple[str, str, str | None]]:
                 inputs.append((path, out.hash_info.value, writer))
             else:
                 inputs.append((path, dep.get_hash().value, writer))
-    return inputs
-
-
-def upstream_params(root: Path, stage: str) -> dict:
-    """{key: value} of every params.yaml key that `stage` or a stage upstream of it depends
-    on: what determined its inputs as well as its own work (a sweep's `synthetic` and `nads`)."""
-    import networkx as nx
-    from dvc.dependency.param import ParamsDependency
-    from dvc.repo import Repo
-
-    root = Path(root).resolve()
-    with Repo(str(root)) as repo:
-        (found,) = repo.stage.collect(stage)
         values: dict = {}
-        for s in (found, *nx.descendants(repo.index.graph, found)):  # (edges point upstream)
+        for s in (found, *nx.descendants(repo.index.graph, found)) if params else ():  # (edges point upstream)
             for dep in s.deps:
                 if isinstance(dep, ParamsDependency) and _rel(dep.fs_path, root) == "params.yaml":
                     values.update(dep.read_params())
-        return values
+    return inputs, values
 
 
 def outputs(root: Path, stage: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -424,12 +424,11 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         run.log_params(params)
         if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:  # a stage of ./dvc.yaml
             try:
-                inputs = lineage.data_inputs(Path.cwd(), os.environ["DVC_STAGE"])  # (cwd: the stage's workspace)
-                # The params of everything upstream too (prefixed by section): two runs that trained
-                # on different data differ in Compare. Keys the stage logs itself are its own.
-                if "params" not in params:  # (a stage that logs all of params.yaml has them)
-                    upstream = lineage.upstream_params(Path.cwd(), os.environ["DVC_STAGE"])
-                    run.log_params({k: v for k, v in upstream.items() if k not in params})
+                # (cwd: the stage's workspace.) The params of everything upstream too, prefixed by
+                # section: two runs that trained on different data differ in Compare. Keys the stage
+                # logs itself are its own; a stage that logs all of params.yaml has them all.
+                inputs, upstream = lineage.stage_inputs(Path.cwd(), os.environ["DVC_STAGE"], "params" not in params)
+                run.log_params({k: v for k, v in upstream.items() if k not in params})
             except Exception as e:  # noqa: BLE001 - the log of the inputs, never the stage
                 inputs = []
                 print(
