@@ -40,9 +40,10 @@ class Repo:
     def __init__(self, path: Path, remote: Path):
         self.path = path
         self.remote = remote
-        self.env = {
-            k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE", "CIFAR10")
-        }
+        # A user's shell, not the run that started the tests: under `make test`, MAKELEVEL would make
+        # the copy's `make repro` a sub-make, which prints "Leaving directory" after the verdict.
+        outer = ("MLFLOW_TRACKING_URI", "DVC_ROOT", "DVC_STAGE", "CIFAR10", "MAKELEVEL", "MAKEFLAGS", "MFLAGS")
+        self.env = {k: v for k, v in os.environ.items() if k not in outer}
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self.env.get('PATH', '')}"
 
     def dvc(self, *args, check=True):
