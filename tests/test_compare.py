@@ -180,7 +180,7 @@ def test_the_pipeline_compares_with_the_published_results(built_copy, tmp_path):
     elsewhere = tmp_path / "copy" / "published.tar.gz"
     elsewhere.parent.mkdir()
     shutil.copyfile(SHARED, elsewhere)
-    # The README's command, in the environment already there (NADS_VENV=0).
+    # The offline command of docs/pipeline.md, in the environment already there (NADS_VENV=0).
     proc = run(["make", "repro", "NADS_VENV=0", f"NADS_PUBLISHED={elsewhere}"], repo.path, repo.env)
     ran = {line.split("'")[1] for line in proc.stdout.splitlines() if line.startswith("Running stage")}
     assert {"reference@lenet", "sweep-published-nad@lenet", "compare@lenet", "report"} <= ran
@@ -189,7 +189,7 @@ def test_the_pipeline_compares_with_the_published_results(built_copy, tmp_path):
     # (6 networks against their 10 000: the numbers are only checked to be there and in range.)
     assert m["grid_n"] == 10 and m["curve_n"] == 4 and m["control_curve_n"] == 4
     assert all(0 <= m[f"nads_agreement_top{k}"] <= 1 for k in (1, 10, 100))
-    # Predicted learnability from the published NADs on their grid: the README's number (shift rule).
+    # Predicted learnability from the published NADs on their grid: the number in docs/results.md (shift rule).
     assert m["predicted_spearman_grid_published_nads"] == pytest.approx(0.710, abs=0.002)
     assert -1 <= m["predicted_spearman_grid_ours_nads"] <= 1 and m["predicted_spearman_curve_published_nads"] > 0.9
     for figure in ("nads.png", "spectra.png", "grid.png", "curve.png"):

@@ -318,7 +318,7 @@ def test_the_cifar_copy_is_an_input_by_content_not_by_path(built_copy, tmp_path)
     assert str(tmp_path.parent) not in lock and "/tmp/" not in lock  # no path of this machine
     moved = tmp_path / "elsewhere" / "cifar"
     shutil.copytree(repo.path / "data/raw/cifar10/folder", moved)  # the same bytes as first fetched, elsewhere
-    # The README's command in the environment already there (NADS_VENV=0): the copy is fetched again.
+    # The offline command of docs/pipeline.md in the environment already there (NADS_VENV=0): the copy is fetched again.
     proc = run(["make", "repro", "NADS_VENV=0", f"CIFAR10={moved}"], repo.path, repo.env)
     assert ran(proc) == {"fetch@cifar10"}  # same bytes: nothing downstream reruns
     assert "Data and pipelines are up to date" in repo.dvc("status").stdout

@@ -1,6 +1,6 @@
 """Reduced precision (bf16 autocast; TF32 on GPUs) stays within stated tolerances of float32.
 
-Tolerances (README, "Reduced precision"): NADs: top-10 subspace agreement
+Tolerances (docs/scaling.md, "Reduced precision"): NADs: top-10 subspace agreement
 >= 0.99 and the leading eigenvalues within 1 %; accuracies: within 0.01 for
 logistic regression and within 0.06 for LeNet, whose seed-to-seed spread at
 this scale is 0.05-0.1 (measured: seeds 0, 1, 2 on the directions below).
