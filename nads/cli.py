@@ -140,22 +140,6 @@ def _predict(args) -> int:
     return 0
 
 
-HEADLINE = (
-    "n_fourier_directions",
-    "half_agreement_top10",
-    "index_frequency_spearman",
-    "mean_test_acc",
-    "frac_test_acc_above_0.9",
-    "auc_learned_first",
-    "clean_baseline_test_acc",
-    "max_drop_vs_clean",
-    "original_test_acc",
-    "flipped_test_acc",
-    "claims_supported",
-    "n_train",
-)
-
-
 def mlflow_error(e: BaseException) -> str:
     from .tracking import one_line
 
@@ -163,6 +147,29 @@ def mlflow_error(e: BaseException) -> str:
 
 
 CHECKOUT = Path(".nads-checkout")  # inside the repository, for DVC; removed when done
+
+
+def _run_ids(uri: str, prefixes: list[str], flag: str) -> tuple[str, list[str]]:
+    """The experiment's id and the whole ids of the runs whose ids start with `prefixes`
+    (the 8 characters `nads runs` prints are enough)."""
+    import mlflow
+
+    from . import tracking
+    from .spool import shown
+
+    mlflow.set_tracking_uri(uri)
+    try:
+        exp = tracking.experiment(mlflow)
+        ids = list(mlflow.search_runs([exp.experiment_id]).run_id) if exp else []
+    except mlflow.exceptions.MlflowException as e:
+        raise tracking.StoreError(f"MLflow tracking store {shown(uri)}: {mlflow_error(e)}") from None
+    whole = []
+    for prefix in prefixes:
+        found = [i for i in ids if i.startswith(prefix)]
+        if len(found) != 1:
+            raise errors.InputError(f"{flag} {prefix}: {len(found)} runs of experiment nads have an id that starts so")
+        whole += found
+    return exp.experiment_id, whole
 
 
 def _checkout(uri: str, run_id: str) -> int:
@@ -174,17 +181,9 @@ def _checkout(uri: str, run_id: str) -> int:
     from . import files, tracking
     from .spool import shown
 
-    mlflow.set_tracking_uri(uri)
-    client = mlflow.MlflowClient(uri)
+    run_id = _run_ids(uri, [run_id], "--checkout")[1][0]
     try:
-        if len(run_id) < 32:  # the id's first characters, as `nads runs` prints them
-            exp = tracking.experiment(mlflow)
-            ids = mlflow.search_runs([exp.experiment_id]).run_id if exp else []
-            found = sorted(i for i in ids if i.startswith(run_id))
-            if len(found) != 1:
-                raise errors.InputError(f"--checkout {run_id}: {len(found)} runs have an id that starts so")
-            run_id = found[0]
-        run = client.get_run(run_id)
+        run = mlflow.MlflowClient(uri).get_run(run_id)
     except mlflow.exceptions.MlflowException as e:
         raise tracking.StoreError(f"MLflow tracking store {shown(uri)}: run {run_id}: {mlflow_error(e)}") from None
     tags = run.data.tags
@@ -243,6 +242,13 @@ def _runs(args) -> int:
     tracking.check_store(uri, write=args.sync)
     if args.checkout:
         return _checkout(uri, args.checkout)
+    if args.url:
+        from .ui import run_url
+
+        # A tracking server serves its own UI; a local store is served by `make ui` (its default port).
+        base = uri if uri.startswith(("http://", "https://")) else f"http://127.0.0.1:{args.ui_port}"
+        print(run_url(base, *_run_ids(uri, args.url, "--url")))
+        return 0
     if args.sync:
         from .spool import deliver_pending
 
@@ -275,7 +281,7 @@ def _runs(args) -> int:
     for _, r in latest.sort_values("tags.mlflow.runName").iterrows():
         shown_metrics = [
             f"{k}={r[f'metrics.{k}']:.4g}"
-            for k in HEADLINE
+            for k in tracking.HEADLINE
             if f"metrics.{k}" in r and r[f"metrics.{k}"] == r[f"metrics.{k}"]
         ][:4]
         who = f"{_tag(r, 'mlflow.user')}@{_tag(r, 'host')}"
@@ -392,6 +398,13 @@ def main(argv=None) -> int:
         metavar="RUN_ID",
         help="put the exact outputs of that run into this workspace (from the DVC cache or remote)",
     )
+    p.add_argument(
+        "--url",
+        nargs="+",
+        metavar="RUN_ID",
+        help="print the MLflow UI address of that run's page (of several runs: their compare page)",
+    )
+    p.add_argument("--ui-port", type=int, default=5000, help="the port `make ui` serves a local store on (5000)")
     for k in RUN_FILTERS:
         p.add_argument(
             f"--{k}",

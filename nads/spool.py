@@ -66,7 +66,7 @@ class Spool:
         with self._lock:
             if op == "artifact":
                 fields["local"] = self._keep(Path(fields.pop("path")))
-            line = json.dumps({"op": op, "t": int(time.time() * 1000), **fields})
+            line = json.dumps({"op": op, "t": int(time.time() * 1000), **fields})  # (a "t" in fields wins)
             with open(self.folder / "log.jsonl", "a") as f:
                 f.write(line + "\n")
 

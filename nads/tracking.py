@@ -30,13 +30,14 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import environment, lineage
+from . import environment, lineage, progress
 from .errors import InputError
 from .files import pid_alive
 from .spool import Courier, Spool, deliver_pending, shown
@@ -60,6 +61,53 @@ PENDING_S = 10.0  # at a stage start: time for delivering the logs that ended st
 # (a point a minute: hours-long stages stay light); a shorter stage logs one point at its end.
 # MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL and _SAMPLES_BEFORE_LOGGING override both.
 SAMPLE_S, SAMPLES = 10, 6
+
+
+SYSTEM = "system/"  # MLflow's UI charts these apart from the model metrics
+PROGRESS_TAG = "nads.progress"
+# Each stage's headline metrics: `nads runs` shows them, and a run logs them before its others
+# (the first metric two runs share is what MLflow's compare page plots).
+HEADLINE = (
+    "n_fourier_directions",
+    "half_agreement_top10",
+    "index_frequency_spearman",
+    "mean_test_acc",
+    "frac_test_acc_above_0.9",
+    "auc_learned_first",
+    "clean_baseline_test_acc",
+    "max_drop_vs_clean",
+    "original_test_acc",
+    "flipped_test_acc",
+    "claims_supported",
+    "n_train",
+)
+
+
+def _progress_line(system: dict, done: dict) -> str:
+    """`networks_fd 1024 done (50%), eta 12 s`: what the tag shows while a stage computes."""
+    parts = []
+    for key, n in done.items():
+        base = key.removesuffix("/done")
+        eta = system.get(f"{base}/eta_s", float("nan"))
+        parts.append(
+            f"{base.removeprefix(progress.PREFIX + '/')} {n:g} done ({system.get(f'{base}/fraction', 0):.0%})"
+            + (f", eta {eta:.0f} s" if eta == eta else "")
+        )
+    return "; ".join(parts)
+
+
+class _Held:
+    """What SystemMetricsMonitor logs to: the run's held system points, not the store."""
+
+    def __init__(self, held: list):
+        self.held, self.total_training_time = held, 0.0
+        self.data: list = []  # (read by SystemMetricsMonitor's debug lines)
+
+    def record_metrics(self, metrics: dict, step: int | None = None) -> None:
+        self.held.append((dict(metrics), step, int(time.time() * 1000)))
+
+    def flush(self) -> None:
+        pass
 
 
 def repo_root() -> Path:
@@ -270,6 +318,10 @@ class StageRun:
         self.spool = spool
         self._courier = Courier(spool, mlflow.MlflowClient(uri))
         self._monitor: Any = None  # mlflow's SystemMetricsMonitor while it samples
+        # Points under system/ (progress, the jobs' running records, CPU and memory), held back
+        # until the run's end: MLflow's compare page plots the first metric its runs share, in the
+        # order the store received them, and that must be a result. Progress shows live in a tag.
+        self._held: list[tuple[dict, int | None, int]] = []
 
     def log_params(self, params: dict) -> None:
         self.spool.add("params", params={k: str(v) for k, v in flatten(params).items()})
@@ -281,8 +333,16 @@ class StageRun:
         numeric = {
             k: float(v) for k, v in flatten(metrics).items() if isinstance(v, (int, float)) and not isinstance(v, bool)
         }
-        if numeric:
-            self.spool.add("metrics", metrics=numeric, step=step)
+        system = {k: v for k, v in numeric.items() if k.startswith(SYSTEM)}
+        if system:
+            self._held.append((system, step, int(time.time() * 1000)))
+            done = {k: v for k, v in system.items() if k.startswith(progress.PREFIX) and k.endswith("/done")}
+            if done:
+                self.log_tags({PROGRESS_TAG: _progress_line(system, done)})
+        first = [k for k in HEADLINE if k in numeric]
+        results = {k: numeric[k] for k in first + [k for k in numeric if k not in system and k not in first]}
+        if results:
+            self.spool.add("metrics", metrics=results, step=step)
 
     def log_artifacts(self, *paths, subdir: str | None = None) -> None:
         for p in map(Path, paths):
@@ -306,6 +366,7 @@ class StageRun:
             self._monitor = SystemMetricsMonitor(
                 self.run.info.run_id, sampling_interval=SAMPLE_S, samples_before_logging=SAMPLES, tracking_uri=self.uri
             )
+            self._monitor.mlflow_logger = _Held(self._held)
             self._monitor.start()
         except Exception:  # noqa: BLE001 - no system metrics; the run goes on
             self._monitor = None
@@ -330,13 +391,15 @@ class StageRun:
                     m.clear_metrics()  # the sample taken at the start measures nothing
             monitor.collect_metrics()
             monitor.publish_metrics(monitor.aggregate_metrics())
-            monitor.mlflow_logger.flush()
-        except Exception:  # noqa: BLE001 - the last system metrics only; a lost store shows at end_run
+        except Exception:  # noqa: BLE001 - the last system metrics only
             pass
 
     def end(self, status: str) -> None:
         """The last entry of the log; the courier gets FLUSH_S seconds to deliver what is left."""
         self._stop_system()
+        for metrics, step, t in self._held:  # after the results (see __init__)
+            self.spool.add("metrics", metrics=metrics, step=step, t=t)
+        self._held.clear()
         self.spool.add("end", status=status)
         if self._courier.finish():
             self.spool.remove()

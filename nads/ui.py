@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 
 from .spool import shown
@@ -24,6 +26,16 @@ def runs_url(base: str, experiment_id: str | None) -> str:
     """The runs table of the experiment (the experiment list until a stage has created it)."""
     base = base.rstrip("/") + "/#/experiments"
     return f"{base}/{experiment_id}/runs{VIEW}" if experiment_id else base + VIEW
+
+
+def run_url(base: str, experiment_id: str, run_ids: list[str]) -> str:
+    """One run's page; for several runs, MLflow's compare page."""
+    base = base.rstrip("/") + "/#/"
+    if len(run_ids) == 1:
+        return f"{base}experiments/{experiment_id}/runs/{run_ids[0]}{VIEW}"
+    ids = {"runs": json.dumps(run_ids), "experiments": json.dumps([experiment_id])}
+    # (the view last: the compare page reads no runs from an address whose query starts with it)
+    return f"{base}compare-runs?{urllib.parse.urlencode(ids, quote_via=urllib.parse.quote)}&{VIEW[1:]}"
 
 
 def ui_url(db: Path, host: str = "127.0.0.1", port: int = 5000) -> str:

@@ -116,6 +116,42 @@ def _write_yaml(path, data):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
+def test_results_reach_the_store_before_progress_which_shows_live_in_a_tag(tmp_path, monkeypatch):
+    from nads.progress import Monitor
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with tracking.stage_run("sweep", {}, "quick") as run:
+        monitor = Monitor(4, None, "dir", log=run.log_metrics, name="directions")
+        monitor.handle(("advance", 1))  # the first progress point is logged at once
+        monitor.handle(("record", {"system/progress/directions/acc": 0.75}, 1))
+        deadline = time.time() + 30  # the courier delivers the tag while the stage computes
+        while client.get_run(run.run.info.run_id).data.tags.get(tracking.PROGRESS_TAG) is None:
+            assert time.time() < deadline, "no live progress tag in 30 s"
+            time.sleep(0.1)
+        live, live_ms = client.get_run(run.run.info.run_id).data, int(time.time() * 1000)
+        time.sleep(0.01)
+        monitor.handle(("advance", 3))
+        monitor.close()
+        run.log_metrics({"n_directions": 4, "mean_test_acc": 0.875, "timing": {"seconds": 2.5}})
+    assert live.tags[tracking.PROGRESS_TAG].startswith("directions 1 done (25%)")
+    assert not live.metrics  # nothing under system/ reached the store before the results
+    data = client.get_run(run.run.info.run_id).data
+    assert data.tags[tracking.PROGRESS_TAG] == "directions 4 done (100%), eta 0 s"
+    # The store holds the results first, the headline first of all: MLflow's compare page plots
+    # the first metric its runs share.
+    keys = list(data.metrics)
+    assert keys[:3] == ["mean_test_acc", "n_directions", "timing.seconds"], keys
+    assert data.metrics["system/progress/directions/done"] == 4
+    history = client.get_metric_history(run.run.info.run_id, "system/progress/directions/done")
+    assert [(m.step, m.value) for m in history] == [(1, 1.0), (4, 4.0)]
+    acc = client.get_metric_history(run.run.info.run_id, "system/progress/directions/acc")
+    assert [(m.step, m.value) for m in acc] == [(1, 0.75)]
+    # Each point keeps the time it was taken, not the time it was delivered.
+    assert history[0].timestamp <= live_ms < history[1].timestamp
+
+
 def test_data_inputs_are_the_deps_that_are_not_code_with_their_dvc_hashes(tmp_path, monkeypatch):
     from dvc.repo import Repo
 

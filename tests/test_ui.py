@@ -15,6 +15,7 @@ import urllib.request
 import mlflow
 import pytest
 import yaml
+from conftest import run
 from servers import free_port
 
 from nads import ui
@@ -26,8 +27,8 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def browse(url: str, tmp_path, budget_ms: int, *flags) -> str:
-    """The page's DOM once its scripts have run for `budget_ms` of (virtual) time, as text."""
+def dom(url: str, tmp_path, budget_ms: int, *flags) -> str:
+    """The page's DOM once its scripts have run for `budget_ms` of (virtual) time."""
     proc = subprocess.run(
         [
             CHROMIUM,
@@ -46,8 +47,13 @@ def browse(url: str, tmp_path, budget_ms: int, *flags) -> str:
         timeout=120,
     )
     assert proc.returncode == 0 and proc.stdout, proc.stderr[-2000:]
-    dom = re.sub(r"<(script|style)\b.*?</\1>", " ", proc.stdout, flags=re.S)
-    return html.unescape(re.sub(r"<[^>]+>", "\n", dom))
+    return proc.stdout
+
+
+def browse(url: str, tmp_path, budget_ms: int, *flags) -> str:
+    """The page's DOM once its scripts have run for `budget_ms` of (virtual) time, as text."""
+    page = re.sub(r"<(script|style)\b.*?</\1>", " ", dom(url, tmp_path, budget_ms, *flags), flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", "\n", page))
 
 
 # As `make ui` runs it: no telemetry, no job runner (GenAI jobs; 8 processes).
@@ -152,3 +158,51 @@ window.addEventListener('load', () => {{
     images = json.loads(shown.group(1))
     assert [alt for alt, *_ in images] == figures
     assert all(complete and width > 0 and height > 0 for _, complete, width, height in images), images
+
+
+def test_dvc_plots_show_draws_every_plot_with_the_network_off(built, tmp_path):
+    repo = built[0]
+    out = tmp_path / "dvc_plots"
+    repo.dvc("plots", "show", "-o", str(out))
+    page = out / "index.html"
+    # .dvc/config's page carries Vega itself: nothing to fetch from a CDN.
+    assert "<script src=" not in page.read_text()
+    plots = re.findall(r"vegaEmbed\('#([^']+)'", page.read_text())
+    assert plots, page.read_text()[-2000:]
+    # Every name resolves to nothing: the browser has no network at all.
+    shown = dom(page.as_uri(), tmp_path, 5000, "--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9")
+    # vega-embed draws each plot as a canvas inside the plot's div (an empty div when Vega is missing).
+    canvas = '<div id="{}" class="vega-embed[^"]*">(<div [^>]*>)?<canvas [^>]*class="marks"'
+    drawn = [p for p in plots if re.search(canvas.format(p), shown)]
+    assert drawn == plots, shown[-3000:]
+
+
+def test_the_run_and_compare_addresses_nads_runs_prints_open_the_model_training_view(built, mlflow_ui, tmp_path):
+    repo = built[0]
+    client = mlflow.MlflowClient(repo.tracking_uri())
+    experiment = client.get_experiment_by_name("nads").experiment_id
+    latest = {}
+    for r in client.search_runs([experiment], order_by=["start_time DESC"]):
+        latest.setdefault(r.info.run_name, r.info.run_id)
+    fourier, nad = latest["sweep-fourier@lenet"], latest["sweep-nad@lenet"]
+
+    def printed(*ids: str) -> str:
+        cmd = [sys.executable, "-m", "nads.cli", "runs", "--url", *ids, "--ui-port", str(mlflow_ui)]
+        return run(cmd, repo.path, repo.env).stdout.strip()
+
+    def model_training(page: list[str]) -> bool:  # MLflow 3's sidebars: model training vs GenAI
+        return "Model registry" in page and not {"Observability", "Prompts"} & set(page)
+
+    base = f"http://127.0.0.1:{mlflow_ui}/#/"
+    url = printed(nad[:8])  # the prefix `nads runs` prints
+    assert url == f"{base}experiments/{experiment}/runs/{nad}?workflowType=machine_learning"
+    page = [x.strip() for x in browse(url, tmp_path, 8000).splitlines() if x.strip()]
+    assert model_training(page) and "sweep-nad@lenet" in page and "mean_test_acc" in page, page[:80]
+
+    url = printed(fourier[:8], nad[:8])
+    assert url.startswith(f"{base}compare-runs?") and url.endswith("workflowType=machine_learning")
+    page = [x.strip() for x in browse(url, tmp_path, 10000, "--window-size=1400,1000").splitlines() if x.strip()]
+    assert model_training(page) and "Comparing 2 Runs from 1 Experiment" in page, page[:80]
+    # The plot MLflow draws first shows the first metric the runs share: a result, not progress.
+    at = page.index("Metrics:")
+    assert page[at + 1] == "mean_test_acc", page[at : at + 4]
