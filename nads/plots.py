@@ -24,24 +24,32 @@ def centred_energy(pattern: np.ndarray) -> np.ndarray:
     return np.fft.fftshift(spectrum.sum(axis=0))
 
 
-def patterns_with_spectra(patterns, shape, titles, path, suptitle: str = "") -> None:
-    """Each pattern in pixel space (top row) above its centred Fourier energy (bottom row)."""
+def patterns_with_spectra(patterns, shape, titles, path, suptitle: str = "", per_row: int = 7) -> None:
+    """Each pattern in pixel space above its centred Fourier energy, `per_row` patterns to a
+    row pair: a strip of 13 would be shrunk to the page's width until its labels are ~6 px."""
     n = len(patterns)
-    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.4), squeeze=False)
+    pairs = -(-n // per_row)
+    cols = -(-n // pairs)  # rows as even as they can be: 13 as 7 + 6, 8 as 4 + 4
+    fig, axes = plt.subplots(2 * pairs, cols, figsize=(1.45 * cols, 3.3 * pairs), squeeze=False)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
     for j, (p, title) in enumerate(zip(patterns, titles)):
+        top, bottom = axes[2 * (j // cols), j % cols], axes[2 * (j // cols) + 1, j % cols]
         img = np.asarray(p, dtype=np.float64).reshape(shape)
         pixels = img.mean(axis=0) if shape[0] > 1 else img[0]
         lim = np.abs(pixels).max() or 1.0
-        axes[0, j].imshow(pixels, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        axes[0, j].set_title(title, fontsize=8)
-        axes[1, j].imshow(centred_energy(img), cmap="viridis")
-        for ax in axes[:, j]:
-            ax.set_xticks([])
-            ax.set_yticks([])
-    axes[0, 0].set_ylabel("pixels", fontsize=8)
-    axes[1, 0].set_ylabel("|FFT|$^2$", fontsize=8)
+        top.imshow(pixels, cmap="RdBu_r", vmin=-lim, vmax=lim)
+        top.set_title(title, fontsize=10)
+        bottom.imshow(centred_energy(img), cmap="viridis")
+    for c in range(n - (pairs - 1) * cols, cols):  # the last pair's empty places
+        axes[-2, c].set_visible(False)
+        axes[-1, c].set_visible(False)
+    for r in range(pairs):
+        axes[2 * r, 0].set_ylabel("pixels", fontsize=10)
+        axes[2 * r + 1, 0].set_ylabel("|FFT|$^2$", fontsize=10)
     if suptitle:
-        fig.suptitle(suptitle, fontsize=9)
+        fig.suptitle(suptitle, fontsize=11)
     save(fig, path)
 
 
@@ -153,8 +161,8 @@ def nad_rows(rows: dict, shape, indices, path, title: str = "") -> None:
             axes[r, j].set_xticks([])
             axes[r, j].set_yticks([])
             if r == 0:
-                axes[r, j].set_title(f"u{i}", fontsize=8)
-        axes[r, 0].set_ylabel(label, fontsize=8)
+                axes[r, j].set_title(f"u{i}", fontsize=9)
+        axes[r, 0].set_ylabel(label, fontsize=9)
     fig.suptitle(title, fontsize=9)
     save(fig, path)
 

@@ -308,10 +308,11 @@ def _fmt(v) -> str:
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
-def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = None) -> dict:
+def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = None, final: Path | None = None) -> dict:
     """Write index.html and summary.md, and the atlas page (atlas.html, atlas.md, figures in atlas/),
     for the checked params (a config.Params) and the software `env` ({name: version}); return
-    counts of claims."""
+    counts of claims. `final`: where the pages will be read from, if out_dir is a staging folder
+    (the Markdown pages link the figures of other stages relative to it)."""
     from . import atlas
 
     pages = {
@@ -350,7 +351,7 @@ def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = Non
             other,
             pages[other][2],
         )
-        _write_page(title, head, params_yaml, page, out_dir, name, md_name)
+        _write_page(title, head, params_yaml, page, out_dir, final or out_dir, name, md_name)
     return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}
 
 
@@ -373,7 +374,7 @@ def verdict(out_dir: Path) -> str:
 
 
 def _write_page(
-    title: str, head: tuple, params_yaml: str, sections: list, out_dir: Path, name: str, md_name: str
+    title: str, head: tuple, params_yaml: str, sections: list, out_dir: Path, final: Path, name: str, md_name: str
 ) -> None:
     """One self-contained HTML page (figures embedded) and its Markdown twin (figures linked);
     head: (text, the other page's title, its HTML and its Markdown file)."""
@@ -443,7 +444,8 @@ def _write_page(
             md += ["", line, ""]
             parts.append(f"<p>{html.escape(line)}</p>")
         for f in s.figures:
-            md.append(f"![{Path(f).name}]({os.path.relpath(f, out_dir)})")
+            beside = Path(out_dir) in Path(f).parents  # (the atlas's own figures move with the page)
+            md.append(f"![{Path(f).name}]({os.path.relpath(f, out_dir if beside else final)})")
             data = base64.b64encode(need(Path(f), "its stage").read_bytes()).decode()
             parts.append(f"<img alt='{html.escape(Path(f).name)}' src='data:image/png;base64,{data}'>")
         md.append("")

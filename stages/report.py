@@ -11,14 +11,15 @@ from stages.common import stage
 
 def main() -> None:
     with stage("report", all_params=True) as st:
-        out = st.folder("results/report")
+        final = Path("results/report")
+        out = st.folder(final)
         # What a machine of any CPU vendor computes alike (the CPU of each stage is in its MLflow run).
         env = {
             "python": ".".join(platform.python_version_tuple()[:2]),
             **environment.installed(),
             "arithmetic": "portable" if portable.enabled() else "this CPU's own (NADS_PORTABLE=0)",
         }
-        metrics = report.write(Path("."), out, st.params, git_commit(Path(".")), env)
+        metrics = report.write(Path("."), out, st.params, git_commit(Path(".")), env, final)
         st.finish(
             metrics,
             out / "metrics.json",

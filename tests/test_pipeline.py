@@ -341,6 +341,10 @@ def test_report_holds_every_figure_and_claim(built):
     # The atlas page: the architectures side by side, then each one's numbers, linked both ways.
     atlas = (repo.path / "results/report/atlas.md").read_text()
     assert "[nads atlas: the architectures side by side](atlas.md)" in summary and "(summary.md)" in atlas
+    # Every figure the Markdown pages link is there, from where the pages are.
+    linked = re.findall(r"!\[[^]]*\]\(([^)]+)\)", summary + atlas)
+    assert len(linked) >= len(figures) + 5
+    assert [f for f in linked if not (repo.path / "results/report" / f).is_file()] == []
     assert (repo.path / "results/report/atlas.html").read_text().count("data:image/png;base64,") == 5
     for name in ("nads", "spectra", "radial", "grids", "curves"):
         assert f"![{name}.png](atlas/{name}.png)" in atlas
