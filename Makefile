@@ -108,9 +108,9 @@ endif
 	@python -m nads.report
 
 # One test process per core (pytest-xdist); tests/conftest.py orders and groups them.
-# make test: the default run (391 tests, 554 s on 2 cores). make test-all adds the `long` tier,
-# the end-to-end runs against outside processes (emulated CPUs, a Ray cluster, PostgreSQL, mlflow,
-# S3 and SSH servers): 408 tests, 710-834 s; CI runs it. make test-fast: neither `slow` nor `long`.
+# make test: the default run, what CI runs (400 tests, 652 s on 2 cores). make test-all adds the
+# `long` tier, the end-to-end runs against outside processes (emulated CPUs, a Ray cluster,
+# PostgreSQL, mlflow, S3 and SSH servers): 710-834 s at 408 tests. make test-fast: neither `slow` nor `long`.
 test: $(TEST)
 	python -m pytest -n auto --dist loadgroup -m "not long"
 

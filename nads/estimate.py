@@ -34,7 +34,7 @@ from .errors import ParamError
 from .executor import Executor, make_executor
 from .models import check_arch, get_model, probe_model
 from .progress import Log, Monitor, advance
-from .runtime import item_seed, precision, resolve_device
+from .runtime import check_precision, item_seed, precision, resolve_device
 from .shortcut import FirstLayerShortcut
 
 POINTS = ("fixed", "random")
@@ -405,6 +405,7 @@ def estimate_nads(
     spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point, precision)
     executor = make_executor(executor)
     engine = Engine(executor.device(device), networks_per_batch, inputs_per_chunk)
+    check_precision(precision, engine._dev)
     probe(spec)
     t0 = time.perf_counter()
     halves = total_moments(spec, engine, n_networks, executor, progress, log)

@@ -14,6 +14,7 @@ from .cifar10 import Cifar10
 from .errors import ParamError
 from .executor import Executor, make_executor
 from .progress import Log, Monitor, record
+from .runtime import check_precision
 from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
 
 # Per-channel mean and standard deviation of CIFAR-10's training set: the
@@ -132,6 +133,7 @@ def poisoning(
     names = ["clean"] + [int(k) for k in nad_indices]
     executor = make_executor(executor)
     dev = executor.device(device)
+    check_precision(schedule.precision, dev)
     groups = chunks(len(sets), auto_models_per_batch(dev, models_per_batch))
     common = (
         arch,
@@ -222,6 +224,7 @@ def flipped(
     """
     executor = make_executor(executor)
     dev = executor.device(device)
+    check_precision(schedule.precision, dev)
     common = (arch, data, nads, schedule, n_train, dev)
     monitor = Monitor(2, progress, "model", log, "models")
     original, flipped_acc = executor.map(_flip_job, [False, True], common, dev, monitor=monitor)

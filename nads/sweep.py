@@ -10,6 +10,7 @@ import torch
 
 from .executor import Executor, make_executor
 from .progress import PREFIX, Log, Monitor
+from .runtime import check_precision
 from .synthetic import NoiseBank, directional_samples
 from .train import Schedule, auto_models_per_batch, chunks, init_model, train_batched
 
@@ -56,6 +57,7 @@ def sweep(
     """
     executor = make_executor(executor)
     dev = executor.device(device)
+    check_precision(schedule.precision, dev)
     groups = chunks(len(directions), auto_models_per_batch(dev, models_per_batch))
     directions = np.asarray(directions, dtype=np.float32)
     monitor = Monitor(len(directions), progress, "dir", log, name)

@@ -4,7 +4,14 @@ Tolerances (docs/scaling.md, "Reduced precision"): NADs: top-10 subspace agreeme
 >= 0.99 and the leading eigenvalues within 1 %; accuracies: within 0.01 for
 logistic regression and within 0.06 for LeNet, whose seed-to-seed spread at
 this scale is 0.05-0.1 (measured: seeds 0, 1, 2 on the directions below).
+bf16 runs only where the CPU has it (AVX512-BF16 or AMX); elsewhere it is refused.
 """
+
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +20,16 @@ from nads.config import Synthetic
 from nads.directions import fourier_directions
 from nads.errors import ParamError
 from nads.estimate import estimate_nads, subspace_agreement
+from nads.runtime import native_bf16
 from nads.sweep import sweep
 from nads.synthetic import draw_noise_bank
 from nads.train import Schedule
 
+NATIVE = native_bf16("cpu")
+native = pytest.mark.skipif(not NATIVE, reason="no native bf16 on this CPU: it is refused here (tested below)")
 
+
+@native
 @pytest.mark.parametrize("arch", ["logreg", "lenet"])
 def test_bf16_nads_are_the_float32_nads(arch):
     # 64 networks: top-10 agreement 0.9998 and eigenvalues within 0.3 % for LeNet, far inside the bounds
@@ -30,6 +42,7 @@ def test_bf16_nads_are_the_float32_nads(arch):
     assert rel.max() > 0  # bf16 really ran: it is not float32 under another name
 
 
+@native
 def test_bf16_sweep_accuracies_are_within_tolerance():
     bank = draw_noise_bank(Synthetic(n_train=3000, n_test=1000, seed=0))
     freqs, v = fourier_directions((1, 32, 32), 4)
@@ -64,3 +77,43 @@ def test_precision_sets_and_restores_the_gpu_tf32_flags():
         assert [getattr(o, n) for o, n, _ in _tf32_flags()] == before
     with precision("tf32", torch.device("cpu")):  # CPUs: nothing to set
         assert [getattr(o, n) for o, n, _ in _tf32_flags()] == before
+
+
+def refused(tmp_path, *emulator: str) -> str:
+    """`nads estimate --precision bf16` on a CPU without native bf16: its one line."""
+    out = tmp_path / "nads.npz"
+    cmd = [*emulator, sys.executable, "-m", "nads.cli", "estimate", "--arch", "lenet", "--networks", "64"]
+    proc = subprocess.run(
+        [*cmd, "--precision", "bf16", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    errors = [line for line in proc.stderr.splitlines() if not line.startswith("qemu-x86_64: warning")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+    assert not out.exists()
+    return errors[0]
+
+
+@pytest.mark.skipif(NATIVE, reason="this CPU has native bf16 (the emulated-CPU test covers the refusal)")
+def test_bf16_is_refused_in_one_line_on_this_cpu_without_it(tmp_path):
+    line = refused(tmp_path)
+    assert line.startswith("error: precision = 'bf16': this CPU has no native bfloat16"), line
+    assert "use precision 'float32'" in line
+
+
+@pytest.mark.slow
+@pytest.mark.long
+@pytest.mark.skipif(
+    platform.machine() != "x86_64" or not shutil.which("qemu-x86_64"),
+    reason="needs an x86-64 machine and qemu-user (apt-get install qemu-user)",
+)
+def test_bf16_is_refused_in_one_line_on_an_emulated_avx2_cpu(tmp_path):
+    # QEMU's Haswell: AVX2, no AVX-512 and so no AVX512-BF16, whatever this machine has.
+    line = refused(tmp_path, "qemu-x86_64", "-cpu", "Haswell-v4")
+    assert line == (
+        "error: precision = 'bf16': this CPU has no native bfloat16 (AVX512-BF16 or AMX; it has AVX2), so bf16 "
+        "would be emulated, several times slower than float32 (11x for LeNet's NADs on an AVX2 CPU): "
+        "use precision 'float32' here, bf16 on a GPU or a CPU that has it"
+    )

@@ -98,7 +98,7 @@ def test_a_value_with_nothing_to_rank_is_named_in_a_line_not_shown_as_nan(tmp_pa
     from nads.pages import Section
 
     sections = [Section("logreg on D(u_i)", table={"n_directions": 14, "spearman": float("nan"), "auc": 1.0})]
-    report._write_page("t", ("head", "other", "o.html", "o.md"), "p: 1", sections, tmp_path, "i.html", "i.md")
+    report._write_page("t", ("head", "other", "o.html", "o.md"), "p: 1", sections, tmp_path, tmp_path, "i.html", "i.md")
     for name in ("i.html", "i.md"):
         text = (tmp_path / name).read_text()
         assert "nan" not in text.lower() and "Not defined on this run (nothing to rank or compare): spearman." in text
