@@ -157,6 +157,9 @@ window.addEventListener('load', () => {{
     assert shown, text[:2000]
     images = json.loads(shown.group(1))
     assert [alt for alt, *_ in images] == figures
+    # What a reader sees of the page: no number shown as NaN (it is named in a line instead).
+    text = [x.strip() for x in browse(report.as_uri(), tmp_path, 3000).splitlines() if x.strip()]
+    assert not [x for x in text if x.lower() in ("nan", "-nan", "nan %")], [x for x in text if "nan" in x.lower()][:10]
     assert all(complete and width > 0 and height > 0 for _, complete, width, height in images), images
 
 
