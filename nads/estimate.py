@@ -7,12 +7,11 @@ step s at one fixed Gaussian point x0:
 "autograd" (exact gradients at x0, or at a fresh Gaussian point per network)
 gives different directions; it is kept as an option for comparison.
 
-Speed: the 2D perturbed inputs are built once and shared by every network;
-they are fed in cache-sized chunks (feeding all 2D at once is ~3x slower on a
-CPU, mostly page faults on huge activations). Each perturbed input differs
-from x0 in one coordinate and the first layer is linear, so its output is
-L(x0) ± s·L0(e_i): a few weights scattered into L(x0), not a convolution
-(`nads.shortcut`). Groups of networks run as one vmapped computation
+Speed: the 2D perturbed inputs are fed in cache-sized chunks (feeding all 2D
+at once is ~3x slower on a CPU, mostly page faults on huge activations). Each
+perturbed input differs from x0 in one coordinate, so each of its activations
+differs from x0's only in a window that grows layer by layer: only those
+windows are computed (`nads.shortcut`). Groups of networks run as one vmapped computation
 where that pays (GPUs). The covariance is accumulated in float64 as Σg and
 Σggᵀ, so memory does not grow with the number of networks.
 """
@@ -35,7 +34,7 @@ from .executor import Executor, make_executor
 from .models import check_arch, get_model, probe_model
 from .progress import Log, Monitor, advance
 from .runtime import check_precision, item_seed, precision, resolve_device
-from .shortcut import FirstLayerShortcut
+from .shortcut import LocalForward
 
 POINTS = ("fixed", "random")
 AGREEMENT_K = (1, 10, 100)
@@ -203,39 +202,40 @@ class Engine:
     def _fd(self, spec: Spec, models) -> torch.Tensor:
         x0 = spec.x0().to(self._dev)
         chunks = self._chunks(spec, x0)
-        shortcut = self._shortcut(spec, models[0], x0, chunks) if len(models) == 1 else None
+        local = self._local(spec, models[0], x0, chunks) if len(models) == 1 else None
         forward = _group_forward(models, shared=True)
         grads = torch.empty(len(models), spec.dim, device=self._dev)
         for c, (start, stop, batch) in enumerate(chunks):
-            if shortcut is not None:
-                out = shortcut.forward(models[0], x0, spec.step, c, batch).reshape(1, -1)
+            if local is not None:
+                out = local.forward(models[0], x0, spec.step, c).reshape(1, -1)
             else:
                 out = forward(batch)
             out, n = out.float(), stop - start
             grads[:, start:stop] = (out[:, :n] - out[:, n:]) / (2 * spec.step)
         return grads
 
-    def _shortcut(self, spec: Spec, model, x0, chunks):
-        """The checked FirstLayerShortcut for this spec, or None where it does not apply."""
+    def _local(self, spec: Spec, model, x0, chunks):
+        """The checked LocalForward for this spec, or None where it does not apply."""
         if not self.shortcut:
             return None
         key = (spec.arch, spec.input_shape, spec.step, spec.seed, spec.precision, str(self._dev))
-        if getattr(self, "_shortcut_key", None) != key:
-            self._shortcut_key, self._shortcut_obj = key, None
+        if getattr(self, "_local_key", None) != key:
+            self._local_key, self._local_obj = key, None
             try:
-                cut = FirstLayerShortcut(model, x0, [(a, b, None) for a, b, _ in chunks])
-                cut.index = [tuple(t.to(self._dev) for t in ix) for ix in cut.index]
+                local = LocalForward(model, chunks)
             except LookupError:
                 return None
-            # Trust, but verify on this network: same outputs as the plain forward.
-            plain = model(chunks[0][2]).reshape(-1)
-            fast = cut.forward(model, x0, spec.step, 0, chunks[0][2]).reshape(-1)
-            # The check catches wrong indexing (errors of order 1), not rounding: reduced
-            # precision rounds the two paths differently.
+            # Trust, but verify on this network, at both edges of the input: the same outputs as
+            # the plain forward. The check catches wrong windows (errors of order 1), not rounding:
+            # reduced precision rounds the two paths differently.
             tol = 1e-4 if spec.precision == "float32" else 5e-2
-            if torch.allclose(fast, plain, rtol=tol, atol=tol / 10 * (1 + plain.abs().max().item())):
-                self._shortcut_obj = cut
-        return self._shortcut_obj
+            for c in sorted({0, len(chunks) - 1}):
+                plain = model(chunks[c][2]).reshape(-1)
+                fast = local.forward(model, x0, spec.step, c).reshape(-1)
+                if not torch.allclose(fast, plain, rtol=tol, atol=tol / 10 * (1 + plain.abs().max().item())):
+                    return None
+            self._local_obj = local
+        return self._local_obj
 
     def _chunks(self, spec: Spec, x0):
         # Built once per (spec, device) and shared by every network.
@@ -296,7 +296,7 @@ def shard_moments(common, networks) -> tuple:
     """Moments of one shard of networks; module-level so workers can run it.
 
     A worker keeps one Engine per configuration, so its shared inputs and
-    first-layer shortcut are built once per process, not once per shard."""
+    local forward are built once per process, not once per shard."""
     spec, engine = common
     key = (engine.device, engine.networks_per_batch, engine.inputs_per_chunk, engine.shortcut)
     engine = _engine_cache.setdefault(key, engine)

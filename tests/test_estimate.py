@@ -4,7 +4,8 @@ import torch
 from toy_models import SUPPORT
 
 from nads.errors import ParamError
-from nads.estimate import Engine, Spec, estimate_nads, fd_inputs, subspace_agreement
+from nads.estimate import Engine, Spec, estimate_nads, fd_inputs, nads_from_moments, subspace_agreement
+from nads.shortcut import LocalForward, Window
 
 
 def test_linear_gaussian_model_has_isotropic_covariance():
@@ -66,28 +67,80 @@ def test_every_engine_configuration_equals_the_plain_loop(arch):
         torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * scale.item())
 
 
-def test_first_layer_shortcut_is_used_where_it_applies_only():
-    # (arch, shortcut applies, pooled: the first layer feeds a 2x2 max-pool directly)
-    for arch, applies, pooled in [
-        ("lenet", True, True),
-        ("lenet_nopool", True, False),
-        ("logreg", True, False),
-        ("toy_models:input_twice", False, False),
+def test_local_forward_is_used_where_the_model_traces():
+    for arch, applies in [
+        ("lenet", True),
+        ("lenet_nopool", True),
+        ("logreg", True),
+        ("toy_models:input_twice", True),
+        ("toy_models:branchy", False),  # branches on values: fx cannot trace it, the plain forward runs
     ]:
         engine, spec = Engine("cpu"), Spec(arch, (1, 16, 16))
-        engine.gradients(spec, [0])
-        assert (engine._shortcut_obj is not None) == applies, arch
-        assert (applies and engine._shortcut_obj.pool is not None) == pooled, arch
+        got = engine.gradients(spec, [0])
+        assert (engine._local_obj is not None) == applies, arch
+        ref = naive_fd(spec, 0)
+        torch.testing.assert_close(got[0], ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
 
 
-@pytest.mark.parametrize("shape", [(1, 32, 32), (3, 32, 32), (2, 18, 18)])
-def test_pooled_shortcut_equals_the_plain_forward(shape):
-    spec = Spec("lenet", shape, step=7.0)
-    fast, plain = Engine("cpu", inputs_per_chunk=90), Engine("cpu", shortcut=False)
-    for i in range(2):
-        got, ref = fast.gradients(spec, [i]), plain.gradients(spec, [i])
-        assert fast._shortcut_obj.pool == "pool"
-        torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-5 * ref.abs().max().item())
+def windows(arch, shape, chunk=0):
+    """The window size (h, w) of each traced node in LocalForward's plan for one chunk."""
+    spec = Spec(arch, shape)
+    local = LocalForward(spec.network(0), [(a, min(a + 64, spec.dim)) for a in range(0, spec.dim, 64)])
+    local.forward(spec.network(0), spec.x0(), spec.step, chunk)
+    out = {}
+    for (c, name, *_), plan in local._plans.items():
+        where = plan if isinstance(plan, Window) else plan[1]
+        out[name] = (where.h, where.w)
+    return out
+
+
+def test_windows_grow_by_the_kernel_and_stop_at_the_map():
+    # LeNet at 32x32: a pixel reaches 5x5 of conv1's 28x28 outputs, 3x3 pooled cells, 7x7 of conv2's
+    # 10x10 outputs and 4x4 of its 5x5 pooled cells (chunk 7, rows 14 and 15, is in the middle of the image).
+    w = windows("lenet", (1, 32, 32), chunk=7)
+    assert [w[n] for n in ("conv1", "pool", "conv2", "pool_1")] == [(5, 5), (3, 3), (7, 7), (4, 4)]
+    # ResNet-18: 3x3 after the stem, +2 per 3x3 convolution through the first stage (11x11 after it),
+    # then the stride-2 stage; the third stage is whole.
+    w = windows("resnet18", (1, 32, 32), chunk=7)
+    assert w["conv1"] == (3, 3)
+    assert [w[f"layers_{b}_conv{c}"] for b in (0, 1) for c in (1, 2)] == [(5, 5), (7, 7), (9, 9), (11, 11)]
+    assert w["layers_2_conv1"] == (7, 7) and w["layers_3_conv2"] == (13, 13)
+    assert w["layers_4_conv1"] == (8, 8)
+
+
+@pytest.mark.parametrize(
+    "arch, shape",
+    [
+        ("lenet", (1, 32, 32)),
+        ("lenet", (3, 32, 32)),
+        ("lenet", (2, 18, 18)),
+        ("lenet_nopool", (1, 16, 16)),
+        ("toy_models:tiny_bn", (2, 16, 16)),
+        ("toy_models:local_ops", (2, 15, 15)),
+        ("resnet18", (1, 16, 16)),
+        ("vgg11_bn", (1, 32, 32)),
+        ("densenet121", (1, 16, 16)),
+        ("convnext_cifar", (1, 32, 32)),
+    ],
+)
+def test_local_forward_equals_the_plain_forward(arch, shape):
+    spec = Spec(arch, shape, step=7.0)
+    x0, model = spec.x0(), spec.network(1)
+    chunks = [(a, min(a + 45, spec.dim)) for a in range(0, spec.dim, 45)]  # chunks cross rows and channels
+    local = LocalForward(model, chunks)
+    for c in sorted({0, len(chunks) // 2, len(chunks) - 1}):
+        with torch.no_grad():
+            ref = model(fd_inputs(x0, spec.step, *chunks[c]))
+            got = local.forward(model, x0, spec.step, c)
+        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5 * ref.abs().max().item())
+
+
+def test_local_forward_agrees_with_the_plain_forward_on_the_nads_and_reruns_bit_for_bit():
+    spec = Spec("lenet", (1, 32, 32), seed=2)
+    fast, again, plain = (Engine("cpu", shortcut=s).moments(spec, range(64)) for s in (True, True, False))
+    a, b, ref = (nads_from_moments(m, spec)[0] for m in (fast, again, plain))
+    assert subspace_agreement(a, ref, 10) >= 0.9999
+    assert np.array_equal(a, b)
 
 
 def test_estimate_equals_pca_of_the_plain_loop_and_reports_convergence():

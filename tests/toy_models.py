@@ -140,3 +140,48 @@ def reporting_job(common, job):
     record({f"job{job}/value": common * job}, job)
     advance(0.5)
     return job
+
+
+class LocalOps(nn.Module):
+    """Every operation the local forward keeps local, with the geometry that is easy to get wrong:
+    strided, dilated, grouped and asymmetric convolutions, odd poolings, sums of windows of
+    different sizes, channel concatenation, scalar arithmetic."""
+
+    def __init__(self, c, size):
+        super().__init__()
+        self.a = nn.Conv2d(c, 4, 3, stride=2, padding=1)
+        self.b = nn.Conv2d(4, 4, 3, padding=2, dilation=2, groups=2)
+        self.c = nn.Conv2d(4, 4, (1, 3), padding=(0, 1), bias=False)
+        self.skip = nn.Conv2d(c, 4, 1, stride=2)
+        self.pool = nn.AvgPool2d(3, stride=2)
+        side = ((size - 1) // 2 + 1 - 3) // 2 + 1
+        self.fc = nn.Linear(8 * side * side, 1)
+
+    def forward(self, x):
+        h = torch.tanh(self.a(x))
+        h = self.c(torch.relu(self.b(h))) * 0.5 + self.skip(x) - 1.0
+        h = torch.cat([h, torch.sigmoid(h)], 1)
+        return self.fc(self.pool(h).flatten(1))
+
+
+def local_ops(in_channels, num_classes, input_size):
+    return LocalOps(in_channels, input_size)
+
+
+class Branchy(nn.Module):
+    """A forward that branches on its input's values: torch.fx cannot trace it."""
+
+    def __init__(self, c, size):
+        super().__init__()
+        self.conv = nn.Conv2d(c, 2, 3, padding=1)
+        self.fc = nn.Linear(2 * size * size, 1)
+
+    def forward(self, x):
+        h = self.conv(x)
+        if h.mean() > 0:
+            h = -h
+        return self.fc(torch.relu(h).flatten(1))
+
+
+def branchy(in_channels, num_classes, input_size):
+    return Branchy(in_channels, input_size)
