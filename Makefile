@@ -128,7 +128,7 @@ lint: $(TEST)
 	ruff format --check .
 	mypy
 
-# On a GPU machine (issue #14): correctness against the CPU, throughput, paper-profile hours; ~6 minutes.
+# On a GPU machine: correctness against the CPU, throughput, paper-profile hours; ~6 minutes.
 gpu-check: $(MAIN)
 	PYTHONPATH=. python benchmarks/gpu_check.py --out results/gpu_check
 

@@ -1,6 +1,6 @@
 """Training-step time with the registry's MaxPool2x2 against the two ways it was
 done before: F.max_pool2d (the textbook) and F.max_pool2d on a channels-last copy
-(this project until session 3). Same model, weights and batch; one thread;
+(this project's earlier code). Same model, weights and batch; one thread;
 alternated; best of the repeats.
 
     python benchmarks/ablate_max_pool.py

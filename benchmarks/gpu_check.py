@@ -1,4 +1,4 @@
-"""GPU check (issue #14): is the library right on a GPU, how fast is it there, and
+"""GPU check: is the library right on a GPU, how fast is it there, and
 what would the paper profile cost? One short run, for the rare and brief loan of a GPU.
 
 1. Correctness against the CPU, same seeds, through the library's own functions:

@@ -1,4 +1,4 @@
-"""The atlas page: every architecture of the run side by side (issue #15, profiles/atlas.yaml).
+"""The atlas page: every architecture of the run side by side (profiles/atlas.yaml).
 
 Its NADs and their spectra, where their Fourier energy lies by index, what each network
 learns on the Fourier grid and what its NADs predict, and the one directional bias its

@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from . import config, errors
@@ -265,10 +266,10 @@ def _runs(args) -> int:
         if exp is None:
             print(f"no runs yet in {shown(uri)} (run the pipeline: make repro)")
             return 0
-        df = mlflow.search_runs(experiment_ids=[exp.experiment_id], filter_string=query, order_by=["start_time DESC"])
+        latest = _latest_runs(mlflow.MlflowClient(uri), exp.experiment_id, query)
     except mlflow.exceptions.MlflowException as e:
         raise tracking.StoreError(f"MLflow tracking store {shown(uri)}: {mlflow_error(e)}") from None
-    if df.empty:
+    if not latest:
         which = " ".join(f"--{k} {v}" for k, v in wanted.items())
         print(
             f"no runs match {which} in {shown(uri)}"
@@ -276,27 +277,48 @@ def _runs(args) -> int:
             else f"no runs yet in {shown(uri)} (run the pipeline: make repro)"
         )
         return 0
-    latest = df.drop_duplicates("tags.mlflow.runName")
     print(f"store: {shown(uri)}" + "".join(f"  {k}={v}" for k, v in wanted.items()))
-    for _, r in latest.sort_values("tags.mlflow.runName").iterrows():
-        shown_metrics = [
-            f"{k}={r[f'metrics.{k}']:.4g}"
-            for k in tracking.HEADLINE
-            if f"metrics.{k}" in r and r[f"metrics.{k}"] == r[f"metrics.{k}"]
-        ][:4]
-        who = f"{_tag(r, 'mlflow.user')}@{_tag(r, 'host')}"
-        where = f"{_tag(r, 'git_branch')}:{_tag(r, 'git_commit')[:8]}" + ("+" if _tag(r, "git_dirty") == "true" else "")
-        when = r["start_time"].strftime("%Y-%m-%d %H:%M")
-        print(
-            f"{r['tags.mlflow.runName']:<24} {r['status']:<9} {when}  {r['run_id'][:8]}  {who:<16} {where:<20} "
-            + "  ".join(shown_metrics)
+    rows = [("stage", "experiment", "status", "started", "run", "user@host", "branch:commit", "headline metrics")]
+    for run in sorted(latest, key=lambda r: (r.info.run_name, r.data.tags.get("dvc_exp_name", ""))):
+        tags, metrics = run.data.tags, run.data.metrics
+        where = f"{tags.get('git_branch', '?')}:{tags.get('git_commit', '?')[:8]}"
+        rows.append(
+            (
+                run.info.run_name,
+                tags.get("dvc_exp_name", "-"),  # a DVC experiment's runs apart from the workspace's
+                run.info.status,
+                time.strftime("%Y-%m-%d %H:%M", time.localtime(run.info.start_time / 1000)),
+                run.info.run_id[:8],
+                f"{tags.get('mlflow.user', '?')}@{tags.get('host', '?')}",
+                where + ("+" if tags.get("git_dirty") == "true" else ""),
+                "  ".join([f"{k}={_number(metrics[k])}" for k in tracking.HEADLINE if k in metrics][:4]),
+            )
         )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
     return 0
 
 
-def _tag(row, name: str) -> str:
-    value = row.get(f"tags.{name}")
-    return value if isinstance(value, str) else "?"
+def _latest_runs(client, experiment_id: str, query: str) -> list:
+    """The latest run of each (stage, DVC experiment), newest pages first. Run objects, not a
+    data frame: mlflow.search_runs builds one column per param of every run (slow on a long history)."""
+    latest: dict = {}
+    token = None
+    while True:
+        page = client.search_runs(
+            [experiment_id], query, order_by=["attributes.start_time DESC"], max_results=1000, page_token=token
+        )
+        for run in page:
+            latest.setdefault((run.info.run_name, run.data.tags.get("dvc_exp_name")), run)
+        token = page.token
+        if not token:
+            return list(latest.values())
+
+
+def _number(x: float) -> str:
+    """4 significant digits; a whole number as one (n_train=50000, not 5e+04)."""
+    return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:.4g}"
 
 
 def main(argv=None) -> int:
@@ -321,14 +343,27 @@ def main(argv=None) -> int:
     )
     p.add_argument("--arch", required=True)
     d = config.Nads
-    p.add_argument("--input-shape", type=_shape, default=d.input_shape, metavar="C,H,W")
+    p.add_argument(
+        "--input-shape",
+        type=_shape,
+        default=d.input_shape,
+        metavar="C,H,W",
+        help=f"the input's channels, height and width (default {','.join(map(str, d.input_shape))})",
+    )
     p.add_argument(
         "--networks", type=int, default=d.n_networks, help=f"number of random networks (default {d.n_networks})"
     )
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--estimator", default=d.estimator, choices=config.ESTIMATORS)
+    p.add_argument("--seed", type=int, default=d.seed, help=f"seed of x0 and of every network (default {d.seed})")
+    p.add_argument(
+        "--estimator",
+        default=d.estimator,
+        choices=config.ESTIMATORS,
+        help=f"fd: central finite differences at x0, as published; autograd: exact gradients (default {d.estimator})",
+    )
     p.add_argument("--step", type=float, default=d.step, help=f"finite-difference step (default {d.step:g})")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument(
+        "--device", default="auto", help="auto (a GPU where there is one), cpu, cuda or cuda:N (default auto)"
+    )
     p.add_argument(
         "--precision",
         default=d.precision,
@@ -339,13 +374,14 @@ def main(argv=None) -> int:
         "--executor",
         default="local",
         choices=config.EXECUTORS,
-        help="local (this machine) or ray (a Ray cluster; pip install 'nads[ray]')",
+        help="local (this machine, one process per core) or ray (a Ray cluster; pip install 'nads[ray]') "
+        "(default local)",
     )
     p.add_argument(
         "--ray-address",
         default="auto",
         help="with --executor ray: auto ($RAY_ADDRESS, a cluster started here, or a new local one), "
-        "or an address such as ray://head:10001",
+        "or an address such as ray://head:10001 (default auto)",
     )
     p.add_argument("--out", required=True, help="output .npz file")
     p.set_defaults(func=_estimate)

@@ -33,6 +33,7 @@ def stage_inputs(root: Path, stage: str, params: bool = True) -> tuple[list[tupl
         return [], {}
     with Repo(str(root)) as repo:
         (found,) = repo.stage.collect(stage)
+        _check_git_outputs(found, root)
         produced = {_rel(o.fs_path, root): o for o in repo.index.outs}
         inputs = []
         for dep in found.deps:
@@ -67,6 +68,28 @@ def outputs(root: Path, stage: str) -> tuple[dict[str, str], dict[str, str]]:
         now = {_rel(o.fs_path, root): o.get_hash().value for o in cached}
         locked = {_rel(o.fs_path, root): o.hash_info.value for o in cached if o.hash_info}
         return now, locked
+
+
+def _check_git_outputs(found, root: Path) -> None:
+    """Refuse to recompute a stage whose outputs are all the ones dvc.lock pins but for those that
+    travel in git, not in the DVC remote (its metrics.json, cache: false): a dvc.lock copied
+    without its commit, then `dvc pull`. Rerunning would only remake what git holds."""
+    kept = [o for o in found.outs if not o.use_cache and not Path(o.fs_path).exists()]
+    cached = [o for o in found.outs if o.use_cache]
+    if not kept or not cached or not all(o.hash_info and Path(o.fs_path).exists() for o in cached):
+        return
+    if any(o.get_hash().value != o.hash_info.value for o in cached):
+        return
+    from .errors import InputError
+
+    missing = ", ".join(_rel(o.fs_path, root) for o in kept)
+    raise InputError(
+        f"{found.addressing}: {missing} missing, while every other output is the one dvc.lock pins: "
+        "metrics travel in git, not in the DVC remote. Share and take results as a commit (git push "
+        "and dvc push; the colleague: git pull and dvc pull), or get the file from the commit that "
+        f"wrote this dvc.lock (git checkout COMMIT -- {missing}). To recompute the stage anyway, "
+        f"delete one of its outputs first ({_rel(cached[0].fs_path, root)})"
+    )
 
 
 def _rel(path: str, root: Path) -> str:

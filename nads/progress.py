@@ -66,12 +66,18 @@ def end_job() -> float:
 PREFIX = "system/progress"
 
 
+def whole(units: float) -> int:
+    """Finished units: fractions of a unit (a model per training step) are not counted until
+    they add up (1e-6: float sums of fractions fall just short of a whole, 4.999999999999999)."""
+    return int(units + 1e-6)
+
+
 class Monitor:
     """The driver's view of a computation: a tqdm bar (total units, ETA) and, with `log`,
     MLflow metrics system/progress/<name>/{done,fraction,eta_s} every LOG_EVERY_S, plus the jobs' records."""
 
     def __init__(self, total: float, desc: str | None, unit: str, log: Log | None = None, name: str = "work"):
-        # {n:.4g}: jobs advance by fractions (a model per training step), shown rounded
+        # Jobs advance by fractions (a model per training step); the bar counts finished units only.
         self.bar = tqdm(
             total=total,
             desc=desc,
@@ -79,7 +85,7 @@ class Monitor:
             disable=desc is None,
             mininterval=2.0,
             delay=0.5,
-            bar_format="{l_bar}{bar}| {n:.4g}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]",
+            bar_format="{l_bar}{bar}| {n:.0f}/{total_fmt} {unit} [{elapsed}<{remaining}, {rate_fmt}]",
         )
         self.total, self.done, self.log, self.name = total, 0.0, log, name
         self.resumed_units = 0.0
@@ -91,14 +97,15 @@ class Monitor:
         self.done += units
         self.resumed_units += units
         if not self.bar.disable:
-            self.bar.initial = self.bar.n = self.done
+            self.bar.initial = self.bar.n = whole(self.done)
             self.bar.refresh()
 
     def handle(self, event: tuple) -> None:
         if event[0] == "advance":
             step = min(event[1], self.total - self.done)  # (float sums can overshoot the total)
+            before = whole(self.done)
             self.done += step
-            self.bar.update(step)
+            self.bar.update(whole(self.done) - before)
             self._log_progress()
         elif self.log is not None:
             self.log(event[1], event[2])
@@ -113,11 +120,11 @@ class Monitor:
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         self.log(
             {  # (rounded: float sums of fractional units read 4.999999999999999 otherwise)
-                f"{PREFIX}/{self.name}/done": int(round(done)) if abs(done - round(done)) < 1e-6 else round(done, 6),
+                f"{PREFIX}/{self.name}/done": whole(done),
                 f"{PREFIX}/{self.name}/fraction": round(done / max(self.total, 1e-9), 4),
                 f"{PREFIX}/{self.name}/eta_s": round(max(eta, 0.0), 1) if eta == eta else eta,
             },
-            int(round(done)),
+            whole(done),
         )
 
     def close(self) -> None:

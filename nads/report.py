@@ -262,7 +262,8 @@ def compare_section(root: Path, arch: str) -> Section:
         Claim(
             f"The Fourier grid is the published one (Pearson r ≥ {t['grid_pearson_r']} where the "
             f"grid varies, mean |Δ| ≤ {t['grid_mean_abs_diff']})",
-            f"r = {r:.2f}, mean |Δ| = {diff:.3f} over {m['grid_n']} cells both have",
+            (f"r = {r:.2f}" if r == r else "r undefined (a flat grid: every accuracy the same)")
+            + f", mean |Δ| = {diff:.3f} over {m['grid_n']} cells both have",
             ok,
         )
     )
@@ -352,7 +353,34 @@ def write(root: Path, out_dir: Path, params, commit: str, env: dict | None = Non
             pages[other][2],
         )
         _write_page(title, head, params_yaml, page, out_dir, final or out_dir, name, md_name)
-    return {"claims": len(claims), "claims_supported": int(sum(bool(c.supported) for c in claims))}
+    return {
+        "claims": len(claims),
+        "claims_supported": int(sum(bool(c.supported) for c in claims)),
+        **headline(root, params["archs"]),
+    }
+
+
+# The few numbers per architecture that `dvc metrics show results/report/metrics.json` shows in
+# a terminal: (stage's metrics file, its key, the name here).
+HEADLINE = (
+    ("sweep/{arch}/fourier", "mean_test_acc", "fourier_acc"),
+    ("sweep/{arch}/nad", "auc_learned_first", "nad_auc"),
+    ("poison/{arch}", "max_drop_vs_clean", "poison_drop"),
+    ("flip/{arch}", "drop", "flip_drop"),
+)
+
+
+def headline(root: Path, archs) -> dict:
+    """{arch: {name: value}} of HEADLINE, for the architectures that have them (a number that is
+    not defined on this run, such as an AUC with nothing to rank, is left out)."""
+    out: dict = {}
+    for arch in dict.fromkeys([*archs.sweep, *archs.poison, *archs.flip]):
+        for path, key, name in HEADLINE:
+            f = root / "results" / path.format(arch=arch) / "metrics.json"
+            value = json.loads(f.read_text()).get(key) if f.exists() else None
+            if isinstance(value, (int, float)) and value == value:
+                out.setdefault(arch, {})[name] = round(float(value), 4)
+    return out
 
 
 CLAIMS = "claims.json"  # every claim of both pages: page, section, anchor, text, evidence, supported

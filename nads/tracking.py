@@ -78,6 +78,12 @@ HEADLINE = (
     "max_drop_vs_clean",
     "original_test_acc",
     "flipped_test_acc",
+    "nads_agreement_top10",
+    "grid_mean_abs_diff",
+    "curve_mean_abs_diff",
+    "auc_nad",
+    "auc_fourier",
+    "spearman_nad",
     "claims_supported",
     "n_train",
 )
@@ -462,6 +468,21 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
         tags["dvc_exp_name"] = os.environ["DVC_EXP_NAME"]
     tags.update(git_state(root))
     tags.update({f"env.{k}": v for k, v in environment.record().items()})
+    lineage_read = None
+    if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:  # a stage of ./dvc.yaml
+        try:
+            # (cwd: the stage's workspace.) The params of everything upstream too, prefixed by
+            # section: two runs that trained on different data differ in Compare. Keys the stage
+            # logs itself are its own; a stage that logs all of params.yaml has them all.
+            lineage_read = lineage.stage_inputs(Path.cwd(), os.environ["DVC_STAGE"], "params" not in params)
+        except InputError:  # (before any run or compute: a stage that need not run)
+            raise
+        except Exception as e:  # noqa: BLE001 - the log of the inputs, never the stage
+            lineage_read = ([], {})
+            print(
+                f"warning: {name}: could not list its data inputs ({type(e).__name__}: {e}); its MLflow run shows none",
+                file=sys.stderr,
+            )
     try:
         deliver_pending(root, uri, timeout=PENDING_S)
     except Exception as e:  # noqa: BLE001 - earlier runs' logs wait for the next chance; this stage runs
@@ -485,20 +506,9 @@ def stage_run(stage: str, params: dict, profile: str, label: str | None = None):
     try:
         run.watch_system()
         run.log_params(params)
-        if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:  # a stage of ./dvc.yaml
-            try:
-                # (cwd: the stage's workspace.) The params of everything upstream too, prefixed by
-                # section: two runs that trained on different data differ in Compare. Keys the stage
-                # logs itself are its own; a stage that logs all of params.yaml has them all.
-                inputs, upstream = lineage.stage_inputs(Path.cwd(), os.environ["DVC_STAGE"], "params" not in params)
-                run.log_params({k: v for k, v in upstream.items() if k not in params})
-            except Exception as e:  # noqa: BLE001 - the log of the inputs, never the stage
-                inputs = []
-                print(
-                    f"warning: {name}: could not list its data inputs ({type(e).__name__}: {e}); "
-                    "its MLflow run shows none",
-                    file=sys.stderr,
-                )
+        if lineage_read is not None:
+            inputs, upstream = lineage_read
+            run.log_params({k: v for k, v in upstream.items() if k not in params})
             run.log_inputs(inputs)
         yield run
         if os.environ.get("DVC_STAGE") and ":" not in os.environ["DVC_STAGE"]:

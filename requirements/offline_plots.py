@@ -58,7 +58,9 @@ def main() -> None:
             "{refresh_tag}",
             "<title>DVC Plot</title>",
             *scripts,
-            "<style>table { border-spacing: 15px; }</style>",
+            # The grid of plots fits the window: columns share its width, images scale down.
+            "<style>table { border-spacing: 15px; width: 100%; table-layout: fixed; } "
+            "td { vertical-align: top; overflow-x: auto; } img, canvas { max-width: 100%; height: auto; }</style>",
             "</head>",
             "<body>",
             "{plot_divs}",

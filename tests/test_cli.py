@@ -1,10 +1,13 @@
 """The `nads` command line, as a user runs it: a real process."""
 
+import re
 import subprocess
 import sys
 import time
 
 import pytest
+
+from nads import cli
 
 
 def nads(*args, cwd=None):
@@ -93,3 +96,29 @@ def test_a_ray_address_that_cannot_be_a_cluster_fails_in_seconds_not_never(tmp_p
         "estimate", "--arch", "logreg", "--executor", "ray", "--ray-address", address, "--out", str(tmp_path / "x.npz")
     )  # (ray.init itself waits forever on 127.0.0.1:1; nads() gives up after 120 s)
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+
+
+def test_estimate_help_gives_every_default(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["estimate", "--help"])
+    assert e.value.code == 0
+    lines = capsys.readouterr().out.split("options:")[1].splitlines()
+    blocks, name = {}, None
+    for line in lines:  # an option's block: its line and the indented help lines under it
+        found = re.match(r"\s{2}(?:-\w, )?(--[a-z-]+)", line)
+        name = found.group(1) if found else name
+        if name:
+            blocks[name] = blocks.get(name, "") + " " + line.strip()
+    for opt in (
+        "--input-shape",
+        "--networks",
+        "--seed",
+        "--estimator",
+        "--step",
+        "--device",
+        "--precision",
+        "--executor",
+        "--ray-address",
+    ):
+        assert "(default " in blocks[opt], (opt, blocks[opt])
+    assert "(default 1,32,32)" in blocks["--input-shape"] and "(default 10000)" in blocks["--networks"]

@@ -182,3 +182,11 @@ def test_progress_is_a_system_metric_and_counts_are_whole_numbers():
     assert metrics["system/progress/models/done"] == 1 and type(metrics["system/progress/models/done"]) is int
     assert metrics["system/progress/models/fraction"] == 1.0 and metrics["system/progress/models/eta_s"] == 0.0
     assert step == 1
+    first, _ = logged[0]  # after the first tenth: no model finished yet, and no fraction of one shown
+    assert first["system/progress/models/done"] == 0 and type(first["system/progress/models/done"]) is int
+    assert first["system/progress/models/fraction"] == 0.1
+    bar = Monitor(14, "sweep", "dir")  # the console bar: whole directions, `3/14 dir`, never `3.188/14`
+    for _ in range(35):
+        bar.handle(("advance", 0.1))
+    assert bar.bar.n == 3 and "| 3/14 dir" in str(bar.bar)
+    bar.close()

@@ -388,6 +388,37 @@ def test_clone_and_pull_gives_byte_identical_results(built_copy, tmp_path):
     ).read_bytes()
     assert "Data and pipelines are up to date" in clone.dvc("status").stdout  # metrics (git) and data (DVC)
     assert ran(clone.dvc("repro")) == set()
+    # A dvc.lock taken without its commit: the bytes come from the remote, the metrics (git) do
+    # not. The stage says what is missing and recomputes nothing.
+    metrics = clone.path / "results/nads/logreg/metrics.json"
+    metrics.write_text(metrics.read_text().replace('"n_networks"', '"n_networks_then"'))
+    before = digest(clone.path, "results/nads/logreg")
+    proc = clone.dvc("repro", "nads@logreg", check=False)
+    assert proc.returncode != 0 and "metrics travel in git, not in the DVC remote" in proc.stderr, proc.stderr
+    assert "results/nads/logreg/metrics.json" in proc.stderr and "git checkout COMMIT --" in proc.stderr
+    assert digest(clone.path, "results/nads/logreg") == before
+
+
+@pytest.mark.slow
+def test_an_experiment_in_the_workspace_and_the_way_back(built_copy):
+    """docs/sharing.md's round trip: --temp leaves the workspace alone; a workspace experiment
+    is undone with git checkout + dvc checkout (nothing recomputed), and dvc exp apply redoes it."""
+    repo = built_copy
+    repo.git("add", "-A")
+    repo.git("commit", "-qm", "results")
+    base = digest(repo.path, "results/nads/logreg")
+    repo.dvc("exp", "run", "--temp", "-n", "aside", "-S", "nads.seed=2", "nads@logreg")
+    assert digest(repo.path, "results/nads/logreg") == base and repo.git("status", "--porcelain").stdout == ""
+    repo.dvc("exp", "run", "-n", "seed-1", "-S", "nads.seed=1", "nads@logreg")
+    changed = digest(repo.path, "results/nads/logreg")
+    assert changed["results/nads/logreg/nads.npy"] != base["results/nads/logreg/nads.npy"]
+    repo.git("checkout", "--", ".")
+    assert ran(repo.dvc("checkout").stdout) == set()
+    assert digest(repo.path, "results/nads/logreg") == base
+    assert "Data and pipelines are up to date" in repo.dvc("status").stdout
+    repo.dvc("exp", "apply", "seed-1")
+    assert digest(repo.path, "results/nads/logreg") == changed
+    assert {"aside", "seed-1"} <= set(repo.dvc("exp", "ls", "--name-only").stdout.split())
 
 
 NPY = ("nads.npy", "eigenvalues.npy")
@@ -480,7 +511,15 @@ def test_the_report_opens_with_its_claims_and_make_repro_ends_with_its_verdict(b
     claims = json.loads((out / "claims.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     supported = sum(c["supported"] for c in claims)
-    assert metrics == {"claims": len(claims), "claims_supported": supported} and claims
+    headline = {k: v for k, v in metrics.items() if k not in ("claims", "claims_supported")}
+    assert (metrics["claims"], metrics["claims_supported"]) == (len(claims), supported) and claims
+    # The terminal's view (dvc metrics show results/report/metrics.json): a few numbers per
+    # architecture, each the one its stage wrote.
+    fourier = json.loads((repo.path / "results/sweep/lenet/fourier/metrics.json").read_text())
+    flip = json.loads((repo.path / "results/flip/lenet/metrics.json").read_text())
+    assert headline["lenet"]["fourier_acc"] == round(fourier["mean_test_acc"], 4)
+    assert headline["lenet"]["flip_drop"] == round(flip["drop"], 4)
+    assert set(headline) <= {"logreg", "lenet"} and all(len(v) <= 4 for v in headline.values())
     page = (out / "index.html").read_text()
     top = page[page.index("<h2>Claims</h2>") : page.index("<h2>Contents</h2>")]
     mine = [c for c in claims if c["page"] == "index.html"]

@@ -163,6 +163,13 @@ def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_c
             tags={"mlflow.user": user, "host": host, "git_branch": branch, "git_commit": commit, "git_dirty": "false"},
         )
         client.set_terminated(r.info.run_id)
+    # An experiment's run of a stage the workspace ran too, and the headline of a predict run.
+    r = client.create_run(exp, run_name="nads@arch0", tags={"dvc_exp_name": "seed-1", "mlflow.user": "carl"})
+    client.set_terminated(r.info.run_id)
+    r = client.create_run(exp, run_name="predict@lenet", tags={"mlflow.user": "dora"})
+    for k, v in {"auc_nad": 0.97913, "n_train": 50000.0}.items():
+        client.log_metric(r.info.run_id, k, v)
+    client.set_terminated(r.info.run_id)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
 
     def shown(*filters) -> str:  # (in this process: the command's imports cost seconds each time)
@@ -170,16 +177,26 @@ def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_c
         assert cli.main(["runs", "--tracking-uri", uri, *filters]) == 0
         return capsys.readouterr().out
 
-    def listed(*filters) -> list[str]:
-        return sorted(line.split()[0] for line in shown(*filters).splitlines()[1:])
+    def listed(*filters) -> list[str]:  # (below the store's line and the header)
+        return sorted(line.split()[0] for line in shown(*filters).splitlines()[2:])
 
-    assert listed() == ["nads@arch0", "nads@arch1", "nads@arch2"]
-    assert listed("--user", "alice") == ["nads@arch0", "nads@arch2"]
+    out = shown().splitlines()
+    assert out[1].split()[:3] == ["stage", "experiment", "status"]
+    by_exp = {tuple(line.split()[:2]) for line in out[2:]}
+    assert ("nads@arch0", "-") in by_exp and ("nads@arch0", "seed-1") in by_exp
+    predict = next(line for line in out if line.startswith("predict@lenet"))
+    assert "auc_nad=0.9791" in predict and "n_train=50000" in predict
+    # Columns line up: every stage name fits its column, whatever its length.
+    starts = {line.index(line.split()[1], len(line.split()[0])) for line in out[2:]}
+    assert len(starts) == 1, out
+    assert listed("--user", "alice", "--branch", "main") == ["nads@arch0"]
+    assert listed("--user", "dora") == ["predict@lenet"]
+    assert listed("--user", "alice") == ["nads@arch0", "nads@arch2"]  # (carl's experiment run is not hers)
     assert listed("--host", "gpu-2") == ["nads@arch1"]
     assert listed("--branch", "poison-k") == ["nads@arch2"]
     assert listed("--commit", "a1b2") == ["nads@arch0", "nads@arch1"]
     assert listed("--user", "alice", "--commit", "a1b2") == ["nads@arch0"]
-    line = shown("--user", "bob").splitlines()[1]
+    line = shown("--user", "bob").splitlines()[2]
     assert "bob@gpu-2" in line and "main:a1b2c3d4" in line
     assert "no runs match --user carol" in shown("--user", "carol")
     # `nads runs | head -1`: the reader is gone before the listing is written.
