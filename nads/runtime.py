@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import portable
 from .config import DEVICES, PRECISIONS, is_device
 from .errors import ParamError
 
@@ -42,12 +43,18 @@ def item_seed(seed: int, *index: int) -> int:
 def native_bf16(device) -> bool:
     """Whether `device` computes in bfloat16 natively. A CPU without AVX512-BF16 or AMX (x86)
     or the BF16 extension (Arm) emulates it: on an AVX2-only CPU a bf16 matrix product ran at
-    0.9 GFLOP/s against 66 in float32, and LeNet's NADs 11x slower."""
+    0.9 GFLOP/s against 66 in float32, and LeNet's NADs 11x slower. So does one that has them
+    under the portable arithmetic, which holds oneDNN to AVX2 (LeNet's NADs 3.4x slower)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
         return True  # (the backend's own affair)
+    return _cpu_bf16() and not (portable.enabled() and platform.machine() in ("x86_64", "AMD64"))
+
+
+def _cpu_bf16() -> bool:
+    """Whether the CPU's instruction set has bfloat16 arithmetic."""
     x86 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     if x86 or platform.machine() not in ("aarch64", "arm64"):
         return x86
@@ -59,13 +66,22 @@ def native_bf16(device) -> bool:
 
 def check_precision(mode: str, device) -> None:
     """Refuse, before any compute, a precision the device would only emulate."""
-    if mode == "bf16" and not native_bf16(device):
-        have = "AVX-512 without BF16" if torch.cpu._is_avx512_supported() else torch.backends.cpu.get_cpu_capability()
+    if mode != "bf16" or native_bf16(device):
+        return
+    if torch.device(device).type == "cpu" and _cpu_bf16():
         raise ParamError(
-            f"precision = 'bf16': this CPU has no native bfloat16 (AVX512-BF16 or AMX; it has {have}), so bf16 "
-            "would be emulated, several times slower than float32 (11x for LeNet's NADs on an AVX2 CPU): "
-            "use precision 'float32' here, bf16 on a GPU or a CPU that has it"
+            "precision = 'bf16': this CPU has bfloat16 arithmetic, but the portable arithmetic "
+            "(nads/portable.py, the same bits on every x86-64 CPU) holds oneDNN to AVX2, where bf16 is "
+            "emulated, slower than float32 (3.4x for LeNet's NADs): use precision 'float32', or "
+            "NADS_PORTABLE=0 for this CPU's own bf16 (1.1x faster for LeNet's NADs; results then "
+            "specific to this CPU)"
         )
+    have = "AVX-512 without BF16" if torch.cpu._is_avx512_supported() else torch.backends.cpu.get_cpu_capability()
+    raise ParamError(
+        f"precision = 'bf16': this CPU has no native bfloat16 (AVX512-BF16 or AMX; it has {have}), so bf16 "
+        "would be emulated, several times slower than float32 (11x for LeNet's NADs on an AVX2 CPU): "
+        "use precision 'float32' here, bf16 on a GPU or a CPU that has it"
+    )
 
 
 @contextmanager

@@ -7,6 +7,7 @@ this scale is 0.05-0.1 (measured: seeds 0, 1, 2 on the directions below).
 bf16 runs only where the CPU has it (AVX512-BF16 or AMX); elsewhere it is refused.
 """
 
+import os
 import platform
 import shutil
 import subprocess
@@ -20,13 +21,17 @@ from nads.config import Synthetic
 from nads.directions import fourier_directions
 from nads.errors import ParamError
 from nads.estimate import estimate_nads, subspace_agreement
-from nads.runtime import native_bf16
+from nads.portable import SETTINGS
+from nads.runtime import _cpu_bf16, native_bf16
 from nads.sweep import sweep
 from nads.synthetic import draw_noise_bank
 from nads.train import Schedule
 
 NATIVE = native_bf16("cpu")
-native = pytest.mark.skipif(not NATIVE, reason="no native bf16 on this CPU: it is refused here (tested below)")
+native = pytest.mark.skipif(
+    not NATIVE,
+    reason="no native bf16 here (no bf16 hardware, or the portable arithmetic holds it to AVX2): refused (tested below)",
+)
 
 
 @native
@@ -99,8 +104,28 @@ def refused(tmp_path, *emulator: str) -> str:
 @pytest.mark.skipif(NATIVE, reason="this CPU has native bf16 (the emulated-CPU test covers the refusal)")
 def test_bf16_is_refused_in_one_line_on_this_cpu_without_it(tmp_path):
     line = refused(tmp_path)
-    assert line.startswith("error: precision = 'bf16': this CPU has no native bfloat16"), line
     assert "use precision 'float32'" in line
+    if _cpu_bf16():  # the hardware has it, but the portable arithmetic (AVX2) would emulate it
+        assert line.startswith("error: precision = 'bf16': this CPU has bfloat16 arithmetic, but the portable"), line
+        assert "NADS_PORTABLE=0 for this CPU's own bf16" in line
+    else:
+        assert line.startswith("error: precision = 'bf16': this CPU has no native bfloat16"), line
+
+
+@pytest.mark.skipif(not _cpu_bf16(), reason="this CPU has no bfloat16 arithmetic")
+def test_bf16_runs_where_the_cpu_has_it_and_the_arithmetic_is_not_pinned(tmp_path):
+    """NADS_PORTABLE=0 (this CPU's own kernels): bf16 runs, and its NADs are float32's."""
+    code = (
+        "import nads; from nads.estimate import estimate_nads, subspace_agreement;"
+        "a = estimate_nads('lenet', n_networks=64, device='cpu', precision='bf16', executor='local');"
+        "b = estimate_nads('lenet', n_networks=64, device='cpu', executor='local');"
+        "print(subspace_agreement(a.nads, b.nads, 10), a.diagnostics['precision'])"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS} | {"NADS_PORTABLE": "0"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    agreement, prec = out.stdout.split()
+    assert prec == "bf16" and float(agreement) >= 0.999
 
 
 @pytest.mark.slow
