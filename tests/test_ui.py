@@ -185,12 +185,20 @@ def test_dvc_plots_show_draws_every_plot_with_the_network_off(built, tmp_path):
 <iframe id="plots" src="{page.as_uri()}" width="1000" height="800"></iframe>
 <script>
 window.addEventListener('load', () => setTimeout(() => {{
-  const d = document.getElementById('plots').contentDocument.documentElement;
-  document.getElementById('out').textContent = 'WIDTH ' + d.scrollWidth + ' ' + d.clientWidth;
+  const doc = document.getElementById('plots').contentDocument, d = doc.documentElement;
+  const images = Array.from(doc.images), broken = images.filter(i => !i.complete || i.naturalWidth == 0);
+  document.getElementById('out').textContent = 'WIDTH ' + d.scrollWidth + ' ' + d.clientWidth
+    + ' IMAGES ' + images.length + ' BROKEN ' + broken.length;
 }}, 3000));
 </script></body></html>""")
-    measured = re.search(r"WIDTH (\d+) (\d+)", browse(frame.as_uri(), tmp_path, 8000, "--allow-file-access-from-files"))
-    assert measured and int(measured.group(1)) <= int(measured.group(2)), measured and measured.group(0)
+    text = browse(frame.as_uri(), tmp_path, 8000, "--allow-file-access-from-files")
+    measured = re.search(r"WIDTH (\d+) (\d+) IMAGES (\d+) BROKEN (\d+)", text)
+    assert measured, text[:2000]
+    width, frame_width, images, broken = map(int, measured.groups())
+    assert width <= frame_width, measured.group(0)
+    # ...and every figure of the figures stage is on it (dvc.yaml's plots: results/figures), decoded.
+    figures = list((repo.path / "results/figures").rglob("*.png"))
+    assert images >= len(figures) > 0 and broken == 0, measured.group(0)
 
 
 def test_the_run_and_compare_addresses_nads_runs_prints_open_the_model_training_view(built, mlflow_ui, tmp_path):
