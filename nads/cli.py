@@ -291,7 +291,13 @@ def _runs(args) -> int:
                 run.info.run_id[:8],
                 f"{tags.get('mlflow.user', '?')}@{tags.get('host', '?')}",
                 where + ("+" if tags.get("git_dirty") == "true" else ""),
-                "  ".join([f"{k}={_number(metrics[k])}" for k in tracking.HEADLINE if k in metrics][:4]),
+                "  ".join(
+                    [
+                        f"{k}={_number(metrics[k])}"
+                        for k in tracking.HEADLINE
+                        if k in metrics and metrics[k] == metrics[k]
+                    ][:4]
+                ),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]

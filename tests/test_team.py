@@ -167,7 +167,7 @@ def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_c
     r = client.create_run(exp, run_name="nads@arch0", tags={"dvc_exp_name": "seed-1", "mlflow.user": "carl"})
     client.set_terminated(r.info.run_id)
     r = client.create_run(exp, run_name="predict@lenet", tags={"mlflow.user": "dora"})
-    for k, v in {"auc_nad": 0.97913, "n_train": 50000.0}.items():
+    for k, v in {"auc_nad": 0.97913, "n_train": 50000.0, "auc_fourier": float("nan")}.items():
         client.log_metric(r.info.run_id, k, v)
     client.set_terminated(r.info.run_id)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
@@ -185,7 +185,7 @@ def test_nads_runs_tells_a_teammates_runs_from_ones_own_and_stops_quietly_at_a_c
     by_exp = {tuple(line.split()[:2]) for line in out[2:]}
     assert ("nads@arch0", "-") in by_exp and ("nads@arch0", "seed-1") in by_exp
     predict = next(line for line in out if line.startswith("predict@lenet"))
-    assert "auc_nad=0.9791" in predict and "n_train=50000" in predict
+    assert "auc_nad=0.9791" in predict and "n_train=50000" in predict and "nan" not in predict
     # Columns line up: every stage name fits its column, whatever its length.
     starts = {line.index(line.split()[1], len(line.split()[0])) for line in out[2:]}
     assert len(starts) == 1, out
