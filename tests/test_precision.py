@@ -30,7 +30,7 @@ from nads.train import Schedule
 NATIVE = native_bf16("cpu")
 native = pytest.mark.skipif(
     not NATIVE,
-    reason="no native bf16 here (no bf16 hardware, or the portable arithmetic holds it to AVX2): refused (tested below)",
+    reason="no native bf16 here (no bf16 hardware, or portable arithmetic holds it to AVX2): refused (tested below)",
 )
 
 
