@@ -74,7 +74,12 @@ def _check_git_outputs(found, root: Path) -> None:
     """Refuse to recompute a stage whose outputs are all the ones dvc.lock pins but for those that
     travel in git, not in the DVC remote (its metrics.json, cache: false): a dvc.lock copied
     without its commit, then `dvc pull`. Rerunning would only remake what git holds."""
-    kept = [o for o in found.outs if not o.use_cache and not Path(o.fs_path).exists()]
+    kept = [
+        o
+        for o in found.outs
+        if not o.use_cache
+        and (not Path(o.fs_path).exists() or (o.hash_info and o.get_hash().value != o.hash_info.value))
+    ]
     cached = [o for o in found.outs if o.use_cache]
     if not kept or not cached or not all(o.hash_info and Path(o.fs_path).exists() for o in cached):
         return
@@ -84,7 +89,7 @@ def _check_git_outputs(found, root: Path) -> None:
 
     missing = ", ".join(_rel(o.fs_path, root) for o in kept)
     raise InputError(
-        f"{found.addressing}: {missing} missing, while every other output is the one dvc.lock pins: "
+        f"{found.addressing}: {missing} missing or not the one dvc.lock pins, while every other output is: "
         "metrics travel in git, not in the DVC remote. Share and take results as a commit (git push "
         "and dvc push; the colleague: git pull and dvc pull), or get the file from the commit that "
         f"wrote this dvc.lock (git checkout COMMIT -- {missing}). To recompute the stage anyway, "

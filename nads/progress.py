@@ -66,7 +66,7 @@ def end_job() -> float:
 PREFIX = "system/progress"
 
 
-def whole(units: float) -> int:
+def _whole(units: float) -> int:
     """Finished units: fractions of a unit (a model per training step) are not counted until
     they add up (1e-6: float sums of fractions fall just short of a whole, 4.999999999999999)."""
     return int(units + 1e-6)
@@ -97,15 +97,15 @@ class Monitor:
         self.done += units
         self.resumed_units += units
         if not self.bar.disable:
-            self.bar.initial = self.bar.n = whole(self.done)
+            self.bar.initial = self.bar.n = _whole(self.done)
             self.bar.refresh()
 
     def handle(self, event: tuple) -> None:
         if event[0] == "advance":
             step = min(event[1], self.total - self.done)  # (float sums can overshoot the total)
-            before = whole(self.done)
+            before = _whole(self.done)
             self.done += step
-            self.bar.update(whole(self.done) - before)
+            self.bar.update(_whole(self.done) - before)
             self._log_progress()
         elif self.log is not None:
             self.log(event[1], event[2])
@@ -120,11 +120,11 @@ class Monitor:
         eta = (self.total - done) / rate if rate > 0 else float("nan")
         self.log(
             {  # (rounded: float sums of fractional units read 4.999999999999999 otherwise)
-                f"{PREFIX}/{self.name}/done": whole(done),
+                f"{PREFIX}/{self.name}/done": _whole(done),
                 f"{PREFIX}/{self.name}/fraction": round(done / max(self.total, 1e-9), 4),
                 f"{PREFIX}/{self.name}/eta_s": round(max(eta, 0.0), 1) if eta == eta else eta,
             },
-            whole(done),
+            _whole(done),
         )
 
     def close(self) -> None:

@@ -95,7 +95,10 @@ def fourier_section(root: Path, arch: str) -> Section:
 
 
 def _pm(m: dict, key: str) -> str:
-    """A metric with its seed spread: `0.98 ± 0.01 over 3 seeds`, or `0.98 (one seed)`."""
+    """A metric with its seed spread: `0.98 ± 0.01 over 3 seeds`, or `0.98 (one seed)`; one that
+    is not defined on the run (a rank with nothing to rank) in words."""
+    if m[key] != m[key]:
+        return "undefined (nothing to rank: every direction alike)"
     if f"{key}_sd" not in m:
         return f"{m[key]:.2f} (one seed)"
     return f"{m[key]:.2f} ± {m[key + '_sd']:.2f} over {m.get('seeds', 'the')} seeds"
@@ -119,8 +122,9 @@ def nad_sweep_section(root: Path, arch: str) -> Section:
             Claim(
                 "Accuracy on D(u_i) falls with the NAD index i",
                 f"a learned NAD (test accuracy ≥ {predict.LEARNED}) comes before one at chance: "
-                f"AUC {_pm(m, 'auc_learned_first')}; learned up to u_{m['last_learned_index']}; "
-                f"{acc[0]:.3f} at i = {t['index'][0]}, {acc[-1]:.3f} at i = {t['index'][-1]}",
+                f"AUC {_pm(m, 'auc_learned_first')}; "
+                + (f"learned up to u_{m['last_learned_index']}; " if m["last_learned_index"] >= 0 else "none learned; ")
+                + f"{acc[0]:.3f} at i = {t['index'][0]}, {acc[-1]:.3f} at i = {t['index'][-1]}",
                 auc >= 0.9,
             )
         )
@@ -153,7 +157,7 @@ def predict_section(root: Path, arch: str) -> Section:
         f"whether it puts the learned directions (test accuracy ≥ {predict.LEARNED}) before "
         "those at chance (AUC, the headline), and its rank correlation with the measured "
         "accuracies (Spearman, which also ranks the noise among directions at chance); mean ± "
-        "sd over the sweep's seeds; NaN where there is nothing to rank.",
+        "sd over the sweep's seeds; undefined where there is nothing to rank.",
     )
 
 
