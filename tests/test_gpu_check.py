@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from nads.runtime import native_bf16
+
 ROOT = Path(__file__).resolve().parents[1]
 COMPUTE_MODULES = ("estimate", "sweep", "train", "poisoning", "models", "synthetic", "directions", "runtime", "config")
 
@@ -43,10 +45,15 @@ def test_tiny_cpu_run_passes_its_checks_and_projects_the_paper_profile(tmp_path)
     report = json.loads((out / "gpu_check.json").read_text())
     checks = {c["name"].split(",")[0]: c for c in report["correctness"]}
     assert {"NADs lenet", "sweep lenet", "sweep vgg11_bn", "poisoning step resnet18"} <= set(checks)
-    assert all(c["status"] == "pass" for c in report["correctness"]), report["correctness"]
+    # bf16 is checked where the CPU computes it natively; elsewhere nads refuses it, and so does the check.
+    native = native_bf16("cpu")
+    bf16 = next(c for c in report["correctness"] if "bf16" in c["name"])
+    assert bf16["status"] == "pass" if native else bf16["status"].startswith("skipped: no native bf16"), bf16
+    others = [c for c in report["correctness"] if c is not bf16]
+    assert all(c["status"] == "pass" for c in others), report["correctness"]
     assert report["meta"]["complete"] and report["meta"]["device"] == "cpu"
     measured = [r for r in report["throughput"] if r["status"] == "ok"]
-    assert {r["precision"] for r in measured} == {"float32", "tf32", "bf16"}
+    assert {r["precision"] for r in measured} == {"float32", "tf32", "bf16"}  # (speed alone: bf16 runs here too)
     assert all(r["rate"] > 0 for r in measured)
     assert report["projection"]["total_hours"]["float32"] > 0
     md = (out / "gpu_check.md").read_text()
