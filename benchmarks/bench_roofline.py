@@ -121,7 +121,7 @@ def nads_rows(arch: str, n: int, workers: int, rounds: int) -> list[dict]:
             _engine_cache.clear()
             t0 = time.perf_counter()
             done = LocalExecutor(workers).map(
-                timed_shard, shards, (spec, Engine("cpu", shortcut=mode == "local")), "cpu"
+                timed_shard, shards, (spec, Engine("cpu", forward="local" if mode == "local" else "eager")), "cpu"
             )
             wall[mode].append((time.perf_counter() - t0) / (n * workers))
             steady[mode].append(sum(s for _, s in done) / len(done) / ((n - 1) * workers))

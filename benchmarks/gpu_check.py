@@ -12,7 +12,11 @@ what would the paper profile cost? One short run, for the rare and brief loan of
    networks/s, sweep training samples/s at the models-per-batch the library picks,
    CIFAR training images/s (poison and flip architectures). Random CIFAR-shaped
    data: only speed is measured. Each measurement is a few seconds, after a warm-up.
-3. Projection: each stage of profiles/paper.yaml, hours per precision.
+   NADs also with each forward the engine offers a GPU (nads.forward: eager, channels_last,
+   compiled, compiled_channels_last), with the compile time, and the top-10 agreement of
+   each (forward, precision) with eager float32 on the same networks.
+3. Projection: each stage of profiles/paper.yaml, hours per precision (NADs with the
+   fastest forward that keeps its tolerance), and with the best choice.
 
 On the GPU machine, from the repository root (needs torch, numpy, pyyaml, tqdm; no
 dvc, mlflow or ray, no data):
@@ -48,9 +52,9 @@ import torch.nn.functional as F
 from nads import config, errors, files
 from nads.config import Schedule, Synthetic
 from nads.directions import fourier_directions, fourier_grid, random_directions
-from nads.estimate import Engine, Spec, estimate_nads, subspace_agreement, total_moments
+from nads.estimate import Engine, Spec, estimate_nads, nads_from_moments, subspace_agreement, total_moments
 from nads.executor import LocalExecutor, cpu_workers
-from nads.models import list_models, probe_model
+from nads.models import get_model, list_models, probe_model
 from nads.poisoning import carrier_batches, carriers
 from nads.runtime import native_bf16, resolve_device
 from nads.sweep import direction_batches, sweep
@@ -59,6 +63,12 @@ from nads.train import auto_models_per_batch, chunks, init_model, train_batched
 
 PROFILE = Path(__file__).resolve().parents[1] / "profiles" / "paper.yaml"
 PRECISIONS = ("float32", "bf16", "tf32")  # measured in this order: the profile's default first, then the fastest
+FORWARDS = ("eager", "channels_last", "compiled", "compiled_channels_last")  # a GPU's (nads.config.FORWARDS)
+# Top-10 NAD agreement with eager float32 on the same networks that each precision keeps: the
+# rule for a layout or compile change, and the stated tolerance of reduced precision (docs/scaling.md).
+TOLERANCE = {"float32": 0.9999, "tf32": 0.99, "bf16": 0.99}
+AGREE_NETWORKS = 16  # at least, in a NAD measurement: rank 15, so that the top-10 are defined
+COMPILE_S_PER_MODULE = 0.5  # a guess, for the budget: torch.compile's seconds per module of a network
 CIFAR_TRAIN, CIFAR_TEST = 50_000, 10_000
 MAX_STEPS = 32  # distinct training batches in a throughput measurement (more steps reuse them)
 EVAL_COST = 1 / 3  # a forward pass costs about a third of a training step (forward + backward)
@@ -71,6 +81,7 @@ class Sizes:
     sweeps: tuple = (("lenet", 8, 2000, 1000, 3), ("vgg11_bn", 8, 1000, 500, 1))
     poison_batch: int = 128
     archs: tuple | None = None  # throughput: None = every registered architecture
+    forwards: tuple = FORWARDS
     cap_s: float = 1.5  # timed seconds per throughput measurement
     check_s: float = 15.0  # expected seconds of a correctness check (the budget test)
 
@@ -80,6 +91,7 @@ TINY = Sizes(
     sweeps=(("lenet", 2, 256, 128, 1), ("vgg11_bn", 2, 32, 32, 1)),
     poison_batch=2,
     archs=("logreg", "lenet"),
+    forwards=("eager", "channels_last", "compiled"),
     cap_s=0.1,
     check_s=2.0,
 )
@@ -102,7 +114,8 @@ class Run:
     def attempt(self, section: str, row: dict, need_s: float, fn, announce: bool = False) -> dict:
         """row | fn(), unless need_s more seconds would overrun the budget. A failure is
         recorded and the run goes on: the rest of the loan is still worth using."""
-        label = f"{section}: {' '.join(str(row[k]) for k in ('name', 'kind', 'arch', 'precision') if k in row)}"
+        keys = ("name", "kind", "arch", "precision", "forward")
+        label = f"{section}: {' '.join(str(row[k]) for k in keys if k in row)}"
         if self.budget_s - self.elapsed() < need_s + RESERVE_S:
             row["status"] = "skipped: budget"
         else:
@@ -339,22 +352,56 @@ def measured(rate: float, unit: str, size: int, target: int, dev, notes: list, *
     }
 
 
-def nad_rate(arch: str, prec: str, dev, cap: float) -> dict:
-    """Networks/s of total_moments (the part estimate_nads times) in vmapped groups of the
-    engine's default size, or smaller ones where a default group would not fit in `cap`."""
+def nad_rate(arch: str, prec: str, forward: str, dev, cap: float, refs: dict) -> dict:
+    """Networks/s of total_moments (the part estimate_nads times) in vmapped groups, and the
+    top-10 agreement of its NADs with eager float32's on the same networks.
+
+    Eager float32 comes first for each arch (it is the reference, kept in `refs`): its group
+    grows towards the engine's default while a run fits in `cap`. Every other forward and
+    precision runs at the reference's group and networks, after a warm-up run of one group
+    that includes the compilation, if any."""
     spec, executor, notes = Spec(arch, precision=prec), LocalExecutor(), []
+    engines: dict = {}  # one per group size: a compiled forward is compiled once per engine
+    moments: list = []
     reset_peak(dev)
 
     def run_at(group: int, n: int | None = None) -> float:
-        engine = Engine(dev, networks_per_batch=group)
-        return timed(lambda: total_moments(spec, engine, n or group, executor), dev)
+        engine = engines.setdefault(group, Engine(dev, networks_per_batch=group, forward=forward))
+        return timed(lambda: moments.append(total_moments(spec, engine, n or group, executor)), dev)
 
-    run_at(1)  # warm-up: first calls, the shared inputs, the first-layer shortcut
+    if prec == "bf16" and not native_bf16(dev):
+        return {"status": "skipped: no native bf16 on this device (nads refuses bf16 here)"}
+    ref = refs.get(arch)
     target = Engine(dev).networks_per_batch
-    group, t = grow(run_at, target, cap, notes, "networks per group")
-    n = group * max(1, round(cap / t))
+    if ref is None:
+        if (prec, forward) != ("float32", "eager"):
+            raise RuntimeError(f"no eager float32 measurement of {arch} to compare with")
+        run_at(1)  # warm-up: first calls, the shared inputs
+        group, t = grow(run_at, target, cap, notes, "networks per group")
+        n = group * max(-(-AGREE_NETWORKS // group), round(cap / t))  # whole groups, so one compiled shape
+        first = None
+    else:
+        group, n = ref["group"], ref["networks"]
+        first = run_at(group)
     rate = n / run_at(group, n)
-    return measured(rate, "networks/s", group, target, dev, notes, networks=n)
+    vecs = nads_from_moments(moments[-1], spec)[0]
+    if ref is None:
+        refs[arch] = {"group": group, "networks": n, "nads": vecs}
+    agree = subspace_agreement(refs[arch]["nads"], vecs, 10)
+    more = {
+        "forward": forward,
+        "networks": n,
+        "agreement_top10": agree,
+        "tolerance": TOLERANCE[prec],
+        "within_tolerance": agree >= TOLERANCE[prec],
+        "first_group_s": first,
+        "compile_s": None if first is None else max(0.0, first - group / rate),
+    }
+    row = measured(rate, "networks/s", group, target, dev, notes, **more)
+    row["summary"] += f", top-10 agreement {agree:.6f}" + (
+        f", first group {first:.1f} s" if first is not None and forward.startswith("compiled") else ""
+    )
+    return row
 
 
 def train_rate(
@@ -409,11 +456,11 @@ def throughput(run: Run, dev, sizes: Sizes, params) -> None:
 
     # CIFAR: the poison architectures batch models as poisoning does; flip trains one model per job.
     cifar = [("poison", a, batched) for a in params["archs"].poison] + [("flip", a, 1) for a in params["archs"].flip]
-    cap, need = sizes.cap_s, 4 * sizes.cap_s + 1
+    cap, need, refs = sizes.cap_s, 4 * sizes.cap_s + 1, {}
     for prec in PRECISIONS:
         for arch in archs:
             for kind, fn in (
-                ("nads", lambda: nad_rate(arch, prec, dev, cap)),
+                ("nads", lambda: nad_rate(arch, prec, "eager", dev, cap, refs)),
                 ("sweep", lambda: train_rate(arch, 1, 2, sweep_batches, sweep_schedule(prec), batched, dev, cap)),
             ):
                 run.attempt(
@@ -432,6 +479,21 @@ def throughput(run: Run, dev, sizes: Sizes, params) -> None:
                 need,
                 lambda: train_rate(arch, 3, 10, cifar_batches, schedule, k_auto, dev, cap),
             )
+    # Then the other forwards of NAD estimation: the cheap layout change first, compilation last.
+    for forward in sizes.forwards[1:]:
+        for prec in PRECISIONS:
+            for arch in archs:
+                compile_s = 0.0
+                if forward.startswith("compiled") and arch not in broken:
+                    compile_s = COMPILE_S_PER_MODULE * len(list(get_model(arch, 1, 1, 32).modules()))
+                run.attempt(
+                    "throughput",
+                    {"kind": "nads", "arch": arch, "precision": prec, "forward": forward},
+                    need + compile_s,
+                    (lambda: {"status": broken[arch]})
+                    if arch in broken
+                    else lambda: nad_rate(arch, prec, forward, dev, cap, refs),
+                )
 
 
 # ---------------------------------------------------------------- 3. projection
@@ -446,7 +508,11 @@ FORMULA = [
     "(poisoning's models per batch); N = poison.n_train or 50000.",
     "Flip: 2 models x (N x epochs + 10000 x 1/3) / CIFAR images/s (one model per batch), per architecture.",
     "Evaluation forward passes count 1/3 of a training sample. CPU work (eigendecompositions, data loading, "
-    "figures) and the time to start each stage are left out.",
+    "figures), compilation and the time to start each stage are left out.",
+    "NADs at each precision use the fastest forward whose top-10 agreement with eager float32 keeps the "
+    f"tolerance ({', '.join(f'{p} >= {t}' for p, t in TOLERANCE.items())}); the forward is named in brackets.",
+    "Best: per stage, the fastest precision measured. For training, reduced precision's tolerance (accuracies "
+    "within 0.06 of float32 in bf16, docs/scaling.md) is tested on a CPU (tests/test_precision.py), not here.",
 ]
 
 
@@ -473,13 +539,39 @@ def stage_work(params) -> list:
     return rows
 
 
+def fastest(throughput: list) -> dict:
+    """(kind, arch, precision) -> (rate, forward) of the fastest measurement that keeps its
+    tolerance (NADs: agreement; other kinds have one measurement each)."""
+    best: dict = {}
+    for r in throughput:
+        if "rate" not in r or not r.get("within_tolerance", True):
+            continue
+        key = (r["kind"], r["arch"], r["precision"])
+        if key not in best or r["rate"] > best[key][0]:
+            best[key] = (r["rate"], r.get("forward"))
+    return best
+
+
 def projection(run: Run, params) -> None:
-    rates = {(r["kind"], r["arch"], r["precision"]): r["rate"] for r in run.data["throughput"] if "rate" in r}
+    rates = fastest(run.data["throughput"])
     rows, totals, missing = [], {}, {}
     for stage, arch, work in stage_work(params):
-        hours = {p: work / rates[stage, arch, p] / 3600 if (stage, arch, p) in rates else None for p in PRECISIONS}
-        rows.append({"stage": stage, "arch": arch, "work": work, "unit": UNITS[stage], "hours": hours})
-    for p in PRECISIONS:
+        hours = {p: work / rates[stage, arch, p][0] / 3600 if (stage, arch, p) in rates else None for p in PRECISIONS}
+        forward = {p: rates[stage, arch, p][1] for p in PRECISIONS if (stage, arch, p) in rates}
+        done = {p: h for p, h in hours.items() if h is not None}
+        best = min(done, key=done.__getitem__) if done else None
+        rows.append(
+            {
+                "stage": stage,
+                "arch": arch,
+                "work": work,
+                "unit": UNITS[stage],
+                "hours": {**hours, "best": done.get(best)},
+                "forward": {**forward, "best": forward.get(best)},
+                "best": best,
+            }
+        )
+    for p in (*PRECISIONS, "best"):
         totals[p] = sum(r["hours"][p] for r in rows if r["hours"][p] is not None)
         missing[p] = [f"{r['stage']}@{r['arch']}" for r in rows if r["hours"][p] is None]
     run.data["projection"] = {
@@ -494,7 +586,7 @@ def projection(run: Run, params) -> None:
         "projection: "
         + ", ".join(
             f"{p} {totals[p]:.2f} h" + (f" (without {len(missing[p])} unmeasured)" if missing[p] else "")
-            for p in PRECISIONS
+            for p in (*PRECISIONS, "best")
         )
     )
 
@@ -510,6 +602,30 @@ def _row(*cells) -> str:
 
 def _table(*header) -> list:
     return [_row(*header), _row(*["---"] * len(header))]
+
+
+def _label(r: dict) -> str:
+    return r["arch"] + (f" {r['forward']}" if "forward" in r else "")
+
+
+def _cell(r: dict) -> str:
+    if "rate" not in r:
+        return r["status"]
+    cell = f"{r['rate']:.4g} ({r['batch']})"
+    if "agreement_top10" in r:
+        cell += f", {r['agreement_top10']:.6f}{'' if r['within_tolerance'] else ' ✗'}"
+        if r["forward"].startswith("compiled") and r["first_group_s"] is not None:
+            cell += f", {r['first_group_s']:.1f} s"
+    return cell
+
+
+def _hours(r: dict, q: str) -> str:
+    h = r["hours"][q]
+    if h is None:
+        return "not measured"
+    precision = f"{r['best']}, " if q == "best" else ""
+    forward = r["forward"][q] if r["stage"] == "nads" else None
+    return _fmt(h) + (f" ({precision}{forward})" if forward else f" ({r['best']})" if precision else "")
 
 
 def markdown(data: dict) -> str:
@@ -540,7 +656,8 @@ def markdown(data: dict) -> str:
         "",
     ]
     titles = {
-        "nads": "NAD estimation, networks/s (networks per vmapped group)",
+        "nads": "NAD estimation, networks/s (networks per vmapped group), top-10 agreement with eager float32 "
+        "on the same networks (✗: below the tolerance), first group's seconds where compiled",
         "sweep": "Sweep training, samples/s (models per batch)",
         "poison": "CIFAR training as in poisoning, images/s (models per batch)",
         "flip": "CIFAR training as in flip, images/s (models per batch)",
@@ -550,25 +667,24 @@ def markdown(data: dict) -> str:
         if not rows:
             continue
         out += [f"**{title}**", ""] + _table("arch", *shown)
-        for arch in dict.fromkeys(r["arch"] for r in rows):
-            cell = {
-                r["precision"]: f"{r['rate']:.4g} ({r['batch']})" if "rate" in r else r["status"]
-                for r in rows
-                if r["arch"] == arch
-            }
-            out.append(_row(arch, *(cell.get(p, "") for p in shown)))
+        order = {a: i for i, a in enumerate(dict.fromkeys(r["arch"] for r in rows))}
+        rows.sort(key=lambda r: (order[r["arch"]], FORWARDS.index(r.get("forward", "eager"))))  # stable
+        for label in dict.fromkeys(_label(r) for r in rows):
+            cell = {r["precision"]: _cell(r) for r in rows if _label(r) == label}
+            out.append(_row(label, *(cell.get(p, "") for p in shown)))
         notes = [f"- {r['arch']} {r['precision']}: {'; '.join(r['notes'])}" for r in rows if r.get("notes")]
         out += [""] + notes + ([""] if notes else [])
     p = data["projection"]
     if p:
         out += [f"## 3. Projection: profiles/{p['profile']}", ""] + [f"- {line}" for line in p["formula"]] + [""]
-        out += _table("stage", "arch", "work", *(f"{q} hours" for q in shown))
+        columns = (*shown, "best")
+        out += _table("stage", "arch", "work", *(f"{q} hours" for q in columns))
         out += [
             _row(
                 r["stage"],
                 r["arch"],
                 f"{r['work']:.4g} {r['unit']}",
-                *(_fmt(r["hours"][q]) if r["hours"][q] is not None else "not measured" for q in shown),
+                *(_hours(r, q) for q in columns),
             )
             for r in p["rows"]
         ]
@@ -577,7 +693,7 @@ def markdown(data: dict) -> str:
                 "**total**",
                 "",
                 "",
-                *(f"**{p['total_hours'][q]:.3g}**" + (" (partial)" if p["not_measured"][q] else "") for q in shown),
+                *(f"**{p['total_hours'][q]:.3g}**" + (" (partial)" if p["not_measured"][q] else "") for q in columns),
             )
         )
     return "\n".join(out) + "\n"

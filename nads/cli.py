@@ -67,6 +67,7 @@ def _estimate(args) -> int:
             args.device,
             precision=args.precision,
             executor=executor,
+            forward=args.forward,
             progress=True,
         )
     except errors.ParamError as e:  # checked as params.yaml's nads section: name the options instead
@@ -375,6 +376,14 @@ def main(argv=None) -> int:
         default=d.precision,
         choices=config.PRECISIONS,
         help="arithmetic of the forward passes (default float32)",
+    )
+    p.add_argument(
+        "--forward",
+        default=d.forward,
+        choices=config.FORWARDS,
+        help="how the finite-difference forward passes run, for speed: local (only what each pixel "
+        "changes), eager, channels_last, compiled (torch.compile), compiled_channels_last; auto: local "
+        f"on a CPU, eager on a GPU (default {d.forward})",
     )
     p.add_argument(
         "--executor",

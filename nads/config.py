@@ -146,6 +146,7 @@ class Nads(Section):
     seed: int = 0
     compare_autograd: bool = True
     precision: str = "float32"
+    forward: str = "auto"
 
     def check(self) -> None:
         self.require(
@@ -158,6 +159,7 @@ class Nads(Section):
         self.require("step", self.step > 0, "must be > 0 (the finite-difference step)")
         self.require("seed", 0 <= self.seed < SEED_LIMIT, "must be an integer, 0 <= seed < 2**32")
         _check_precision(self)
+        self.require("forward", self.forward in FORWARDS, f"allowed: {', '.join(FORWARDS)}")
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,9 @@ class Archs(Section):
 DEVICES = "auto, cpu, cuda, cuda:N"
 ESTIMATORS = ("fd", "autograd")
 PRECISIONS = ("float32", "tf32", "bf16")
+# How the finite-difference forward passes are computed (nads.estimate.Engine): speed, and the
+# last bits of the NADs. auto: local on a CPU, eager on a GPU.
+FORWARDS = ("auto", "local", "eager", "channels_last", "compiled", "compiled_channels_last")
 EXECUTORS = ("local", "ray")
 
 

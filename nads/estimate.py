@@ -11,8 +11,10 @@ Speed: the 2D perturbed inputs are fed in cache-sized chunks (feeding all 2D
 at once is ~3x slower on a CPU, mostly page faults on huge activations). Each
 perturbed input differs from x0 in one coordinate, so each of its activations
 differs from x0's only in a window that grows layer by layer: only those
-windows are computed (`nads.shortcut`). Groups of networks run as one vmapped computation
-where that pays (GPUs). The covariance is accumulated in float64 as Σg and
+windows are computed (`nads.shortcut`; forward "local", the CPU's default). Groups of
+networks run as one vmapped computation where that pays (GPUs), eager by default, or with
+channels-last tensors, or compiled (`Engine.forward`: benchmarks/gpu_check.py measures which
+is fastest on a GPU). The covariance is accumulated in float64 as Σg and
 Σggᵀ, so memory does not grow with the number of networks.
 """
 
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from torch.func import functional_call, stack_module_state, vmap
 
-from .config import Nads
+from .config import FORWARDS, Nads
 from .errors import ParamError
 from .executor import Executor, make_executor
 from .models import check_arch, get_model, probe_model
@@ -155,6 +157,23 @@ def _group_forward(models, shared: bool):
     return lambda x: call(params, buffers, x).reshape(len(models), -1)
 
 
+def _same(fast: torch.Tensor, plain: torch.Tensor, precision: str) -> bool:
+    """Whether a faster forward gives the plain forward's outputs. The check catches wrong
+    computations (errors of order 1), not rounding: reduced precision rounds two paths differently."""
+    fast, plain = fast.reshape(-1).float(), plain.reshape(-1).float()
+    tol = 1e-4 if precision == "float32" else 5e-2
+    return torch.allclose(fast, plain, rtol=tol, atol=tol / 10 * (1 + plain.abs().max().item()))
+
+
+def _channels_last(t: torch.Tensor, stacked: bool) -> torch.Tensor:
+    """A convolution weight (a group's stacked ones: one more leading dim) with its input channels
+    innermost, as channels-last wants; any other tensor as it is."""
+    if t.dim() != 4 + stacked:
+        return t
+    c = 1 + stacked
+    return t.movedim(c, -1).contiguous().movedim(-1, c)
+
+
 def fd_inputs(x0: torch.Tensor, step: float, start: int, stop: int) -> torch.Tensor:
     """(2n, C, H, W): x0 + s e_i for i in [start, stop), then x0 - s e_i."""
     n, dim = stop - start, x0.numel()
@@ -173,18 +192,28 @@ class Engine:
     device: str | torch.device = "auto"  # a torch.device is taken as given (a Ray worker's GPU)
     networks_per_batch: int | None = None
     inputs_per_chunk: int | None = None
-    shortcut: bool = True
+    forward: str = Nads.forward  # one of config.FORWARDS (finite differences only)
     _dev: torch.device = field(init=False, repr=False)
 
     def __post_init__(self):
         self._dev = self.device if isinstance(self.device, torch.device) else resolve_device(self.device)
         gpu = self._dev.type == "cuda"
-        # Measured on a 2-core CPU: one network at a time with 256-input chunks
-        # is fastest (vmapped groups add overhead there); GPUs need big groups.
+        # Measured on a 2-core CPU: one network at a time with 256-input chunks, each computing
+        # only what its pixel changes, is fastest (vmapped groups add overhead there); GPUs
+        # need big groups, which the local forward does not batch.
         self.networks_per_batch = self.networks_per_batch or (32 if gpu else 1)
         self.inputs_per_chunk = self.inputs_per_chunk or (2048 if gpu else 256)
         if self.networks_per_batch < 1 or self.inputs_per_chunk < 1:
             raise ParamError("networks_per_batch and inputs_per_chunk must be >= 1")
+        if self.forward not in FORWARDS:
+            raise ParamError(f"forward = {self.forward!r}: allowed: {', '.join(FORWARDS)}")
+        if self.forward == "auto":
+            self.forward = "eager" if gpu else "local"
+
+    def __getstate__(self) -> dict:
+        # What a worker needs; its caches (shared inputs, traced and compiled code) are rebuilt
+        # in each process, and compiled code does not pickle.
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k == "_dev"}
 
     def gradients(self, spec: Spec, networks: list[int]) -> torch.Tensor:
         """(len(networks), D) input gradients of the given networks, on the engine's device."""
@@ -202,22 +231,17 @@ class Engine:
     def _fd(self, spec: Spec, models) -> torch.Tensor:
         x0 = spec.x0().to(self._dev)
         chunks = self._chunks(spec, x0)
-        local = self._local(spec, models[0], x0, chunks) if len(models) == 1 else None
-        forward = _group_forward(models, shared=True)
+        local = self._local(spec, models[0], x0, chunks) if self.forward == "local" and len(models) == 1 else None
+        plain = self._plain(spec, models, chunks[0][2])  # (with the local forward: eager, for one network)
         grads = torch.empty(len(models), spec.dim, device=self._dev)
         for c, (start, stop, batch) in enumerate(chunks):
-            if local is not None:
-                out = local.forward(models[0], x0, spec.step, c).reshape(1, -1)
-            else:
-                out = forward(batch)
+            out = plain(batch) if local is None else local.forward(models[0], x0, spec.step, c).reshape(1, -1)
             out, n = out.float(), stop - start
             grads[:, start:stop] = (out[:, :n] - out[:, n:]) / (2 * spec.step)
         return grads
 
     def _local(self, spec: Spec, model, x0, chunks):
         """The checked LocalForward for this spec, or None where it does not apply."""
-        if not self.shortcut:
-            return None
         key = (spec.arch, spec.input_shape, spec.step, spec.seed, spec.precision, str(self._dev))
         if getattr(self, "_local_key", None) != key:
             self._local_key, self._local_obj = key, None
@@ -225,17 +249,49 @@ class Engine:
                 local = LocalForward(model, chunks)
             except LookupError:
                 return None
-            # Trust, but verify on this network, at both edges of the input: the same outputs as
-            # the plain forward. The check catches wrong windows (errors of order 1), not rounding:
-            # reduced precision rounds the two paths differently.
-            tol = 1e-4 if spec.precision == "float32" else 5e-2
+            # Trust, but verify on this network, at both edges of the input.
             for c in sorted({0, len(chunks) - 1}):
-                plain = model(chunks[c][2]).reshape(-1)
-                fast = local.forward(model, x0, spec.step, c).reshape(-1)
-                if not torch.allclose(fast, plain, rtol=tol, atol=tol / 10 * (1 + plain.abs().max().item())):
+                plain = model(chunks[c][2])
+                if not _same(local.forward(model, x0, spec.step, c), plain, spec.precision):
                     return None
             self._local_obj = local
         return self._local_obj
+
+    def _plain(self, spec: Spec, models, first_chunk) -> Callable[[torch.Tensor], torch.Tensor]:
+        """x -> outputs (G, B) of the G networks, as `forward` says; a compiled or channels-last
+        forward is checked against the eager one on the first chunk, the first time it runs."""
+        if self.forward in ("local", "eager"):
+            return _group_forward(models, shared=True)
+        g, channels_last = len(models), self.forward.endswith("channels_last")
+        key = (spec.arch, spec.input_shape, spec.precision, g, str(self._dev))
+        calls = self.__dict__.setdefault("_calls", {})
+        new = key not in calls
+        if new:
+            skeleton = copy.deepcopy(models[0]).to("meta")
+            call = lambda p, b, x: functional_call(skeleton, (p, b), (x,))  # noqa: E731
+            call = call if g == 1 else vmap(call, in_dims=(0, 0, None))
+            # dynamic=False: one graph per shape (chunks have one size, groups nearly always).
+            calls[key] = torch.compile(call, dynamic=False) if self.forward.startswith("compiled") else call
+        call = calls[key]
+        if g == 1:
+            params, buffers = dict(models[0].named_parameters()), dict(models[0].named_buffers())
+        else:
+            params, buffers = stack_module_state(models)
+        if channels_last:
+            params = {k: _channels_last(v, g > 1) for k, v in params.items()}
+
+        def forward(x):
+            x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+            return call(params, buffers, x).reshape(g, -1)
+
+        if new:
+            out, ref = forward(first_chunk), _group_forward(models, shared=True)(first_chunk)
+            if not _same(out, ref, spec.precision):
+                raise RuntimeError(
+                    f"forward = {self.forward!r} computes other outputs than the eager forward for {spec.arch} "
+                    f"(max |difference| {(out - ref).abs().max().item():.3g}): use forward 'eager' or 'local'"
+                )
+        return forward
 
     def _chunks(self, spec: Spec, x0):
         # Built once per (spec, device) and shared by every network.
@@ -298,7 +354,7 @@ def shard_moments(common, networks) -> tuple:
     A worker keeps one Engine per configuration, so its shared inputs and
     local forward are built once per process, not once per shard."""
     spec, engine = common
-    key = (engine.device, engine.networks_per_batch, engine.inputs_per_chunk, engine.shortcut)
+    key = (engine.device, engine.networks_per_batch, engine.inputs_per_chunk, engine.forward)
     engine = _engine_cache.setdefault(key, engine)
     moments = engine.moments(spec, networks)
     advance(len(networks))
@@ -383,6 +439,7 @@ def estimate_nads(
     executor: str | Executor = "local",
     networks_per_batch: int | None = None,
     inputs_per_chunk: int | None = None,
+    forward: str = Nads.forward,
     progress: bool = False,
     log: Log | None = None,
 ) -> NADResult:
@@ -398,13 +455,15 @@ def estimate_nads(
     Ray cluster; see nads.executor.RayExecutor for its address), or an
     executor object. Results do not depend on it, beyond float rounding.
     precision: float32 (default), tf32 or bf16 (see nads.runtime.precision).
+    forward: how the finite-difference forward passes run (config.FORWARDS; auto: local
+    on a CPU, eager on a GPU). Results do not depend on it beyond float rounding.
     progress: show a progress bar; log(metrics, step): MLflow metrics while it runs
     (system/progress/networks_<estimator>/{done,fraction,eta_s}).
     """
-    Nads.parse({"n_networks": n_networks})
+    Nads.parse({"n_networks": n_networks, "forward": forward})
     spec = Spec(arch, tuple(input_shape), estimator, float(step), int(seed), point, precision)
     executor = make_executor(executor)
-    engine = Engine(executor.device(device), networks_per_batch, inputs_per_chunk)
+    engine = Engine(executor.device(device), networks_per_batch, inputs_per_chunk, forward)
     check_precision(precision, engine._dev)
     probe(spec)
     t0 = time.perf_counter()
@@ -416,5 +475,6 @@ def estimate_nads(
         "networks_per_second": n_networks / seconds,
         "device": str(engine._dev),
         "executor": executor.name,
+        "forward": engine.forward,
     }
     return NADResult(nads, vals, diagnostics, timing)

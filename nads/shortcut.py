@@ -27,6 +27,8 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .models.layers import MaxPool2x2
+
 
 @dataclass(frozen=True, eq=False)
 class Window:
@@ -134,7 +136,7 @@ class LocalForward:
             if node.op == "placeholder":
                 env[node] = self._input(x0, step, chunk)
             elif node.op == "get_attr":
-                env[node] = _attr(model, node.target)
+                env[node] = operator.attrgetter(node.target)(model)
             elif node.op == "output":
                 return fx.node.map_aggregate(fx.node.map_arg(node.args[0], env.__getitem__), _dense)
             else:
@@ -305,19 +307,12 @@ def _dense(v):
         return v
     if v._dense is None:
         g = v.where
-        zero = torch.zeros(len(g.y), dtype=torch.long, device=g.y.device)
         if g.full:
             v._dense = v.win
         else:
+            zero = torch.zeros(len(g.y), dtype=torch.long, device=g.y.device)
             v._dense = Crop(g, zero, zero, g.H, g.W)(v)
     return v._dense
-
-
-def _attr(model: nn.Module, target: str):
-    obj = model
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj
 
 
 class _Tracer(fx.Tracer):
@@ -325,13 +320,7 @@ class _Tracer(fx.Tracer):
         return isinstance(m, POOLS) or super().is_leaf_module(m, name)
 
 
-def _pools() -> tuple:
-    from .models.layers import MaxPool2x2
-
-    return (MaxPool2x2,)
-
-
-POOLS = _pools()  # our own 2x2 max-pool (its forward branches on autograd state: a leaf for fx)
+POOLS = (MaxPool2x2,)  # our own 2x2 max-pool (its forward branches on autograd state: a leaf for fx)
 POINTWISE = (
     nn.modules.batchnorm._BatchNorm,
     nn.ReLU,

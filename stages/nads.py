@@ -24,6 +24,7 @@ def main(arch: str) -> None:
             seed=cfg.seed,
             device=st.params.device,
             precision=cfg.precision,
+            forward=cfg.forward,
             executor=executor_for(st.params, keep=st.partial),
             log=st.log_step,
         )

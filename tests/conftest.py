@@ -11,6 +11,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # One OpenMP thread per test process (and the processes it starts): xdist runs one per core,
+    # and two processes' threads on one core wait on each other (tests/test_estimate.py: 2.3x faster).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 
 def project_files() -> list[str]:
     """What a clone of the project holds: git's files (committed or about to be), none it ignores."""

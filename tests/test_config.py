@@ -250,6 +250,11 @@ def test_values_read_as_dvc_reads_them(tmp_path):
     "section, raw, message",
     [
         (config.Nads, {"precision": "fp16"}, "nads.precision = 'fp16': allowed: float32, tf32, bf16"),
+        (
+            config.Nads,
+            {"forward": "fast"},
+            "nads.forward = 'fast': allowed: auto, local, eager, channels_last, compiled, compiled_channels_last",
+        ),
         (config.Sweep, {"precision": "half"}, "sweep.precision = 'half': allowed: float32, tf32, bf16"),
         (config.Poison, {"device": "gpu"}, "poison.device = 'gpu': unknown key; allowed keys: epochs"),
         (config.NadSweep, {"seeds": 0}, "nad_sweep.seeds = 0: must be an integer >= 1"),

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -54,9 +57,11 @@ def test_every_engine_configuration_equals_the_plain_loop(arch):
     scale = ref.abs().max()
     for engine in (
         Engine("cpu"),
-        Engine("cpu", shortcut=False),
+        Engine("cpu", forward="eager"),
         Engine("cpu", networks_per_batch=4),
         Engine("cpu", networks_per_batch=2, inputs_per_chunk=100),
+        Engine("cpu", forward="channels_last"),
+        Engine("cpu", networks_per_batch=2, forward="channels_last"),
     ):
         got = torch.cat(
             [
@@ -137,10 +142,42 @@ def test_local_forward_equals_the_plain_forward(arch, shape):
 
 def test_local_forward_agrees_with_the_plain_forward_on_the_nads_and_reruns_bit_for_bit():
     spec = Spec("lenet", (1, 32, 32), seed=2)
-    fast, again, plain = (Engine("cpu", shortcut=s).moments(spec, range(64)) for s in (True, True, False))
+    fast, again, plain = (Engine("cpu", forward=f).moments(spec, range(64)) for f in ("local", "local", "eager"))
     a, b, ref = (nads_from_moments(m, spec)[0] for m in (fast, again, plain))
     assert subspace_agreement(a, ref, 10) >= 0.9999
     assert np.array_equal(a, b)
+
+
+COMPILED = """
+import pickle, sys
+import numpy as np
+from nads.estimate import Engine, Spec, nads_from_moments, subspace_agreement
+spec = Spec("lenet", (1, 32, 32), seed=2)
+ref_nads, ref_vals, _ = nads_from_moments(Engine("cpu", forward="eager").moments(spec, range(32)), spec)
+for forward, group in (("compiled", 1), ("compiled_channels_last", 2)):
+    engines = [Engine("cpu", networks_per_batch=group, forward=forward) for _ in range(2)]
+    (a, va, _), (b, vb, _) = (nads_from_moments(e.moments(spec, range(32)), spec) for e in engines)
+    rel = np.abs(va[:10] / ref_vals[:10] - 1).max()
+    same = np.array_equal(a, b) and np.array_equal(va, vb)
+    to_worker = pickle.loads(pickle.dumps(engines[0])).forward  # without its compiled code
+    print(forward, subspace_agreement(a, ref_nads, 10), rel, same, to_worker)
+"""
+
+
+def test_compiled_and_channels_last_forwards_agree_with_eager_and_rerun_bit_for_bit():
+    # In a process of its own: once torch.compile has run in a process, PyTorch's autograd
+    # refuses to run in the children it forks (pytorch/pytorch wiki: Autograd-and-Fork), and
+    # this test process goes on to fork workers for autograd estimates.
+    proc = subprocess.run([sys.executable, "-c", COMPILED], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line.split() for line in proc.stdout.splitlines()]
+    assert [r[0] for r in rows] == ["compiled", "compiled_channels_last"]
+    for forward, agreement, rel, same, to_worker in rows:
+        assert float(agreement) >= 0.9999 and float(rel) < 1e-5, (forward, agreement, rel)
+        assert same == "True" and to_worker == forward
+    with pytest.raises(ParamError, match="forward = 'fast': allowed: auto, local, eager, channels_last, compiled"):
+        Engine("cpu", forward="fast")
+    assert Engine("cpu").forward == "local"  # auto, on a CPU
 
 
 def test_estimate_equals_pca_of_the_plain_loop_and_reports_convergence():

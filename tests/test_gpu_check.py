@@ -10,6 +10,7 @@ from pathlib import Path
 from nads.runtime import native_bf16
 
 ROOT = Path(__file__).resolve().parents[1]
+FORWARDS = ("eager", "channels_last", "compiled")  # the tiny run's
 COMPUTE_MODULES = ("estimate", "sweep", "train", "poisoning", "models", "synthetic", "directions", "runtime", "config")
 
 # A meta-path finder that makes dvc, mlflow and ray (and their submodules) unimportable.
@@ -39,7 +40,7 @@ def test_tiny_cpu_run_passes_its_checks_and_projects_the_paper_profile(tmp_path)
         env=env(),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,  # a first compilation of LeNet takes about 20 s on 2 busy cores
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     report = json.loads((out / "gpu_check.json").read_text())
@@ -55,9 +56,22 @@ def test_tiny_cpu_run_passes_its_checks_and_projects_the_paper_profile(tmp_path)
     measured = [r for r in report["throughput"] if r["status"] == "ok"]
     assert {r["precision"] for r in measured} == {"float32", "tf32", "bf16"}  # (speed alone: bf16 runs here too)
     assert all(r["rate"] > 0 for r in measured)
+    # NADs with each forward of the tiny run, compared with eager float32 on the same networks.
+    nads = {(r["arch"], r["precision"], r["forward"]): r for r in measured if r["kind"] == "nads"}
+    assert {f for _, _, f in nads} == {"eager", "channels_last", "compiled"}
+    assert {(a, f) for a, p, f in nads if p == "float32"} == {(a, f) for a in ("logreg", "lenet") for f in FORWARDS}
+    for (arch, prec, forward), r in nads.items():
+        assert r["networks"] >= 16 and r["within_tolerance"], r
+        assert r["agreement_top10"] >= (0.9999 if prec == "float32" else 0.99), r
+    assert nads["lenet", "float32", "compiled"]["first_group_s"] > 0
     assert report["projection"]["total_hours"]["float32"] > 0
+    for row in report["projection"]["rows"]:  # the best column: the fastest precision measured
+        measured_hours = [h for p, h in row["hours"].items() if p != "best" and h is not None]
+        assert row["hours"]["best"] == (min(measured_hours) if measured_hours else None), row
+    lenet = next(r for r in report["projection"]["rows"] if r["stage"] == "nads" and r["arch"] == "lenet")
+    assert lenet["forward"]["float32"] in FORWARDS
     md = (out / "gpu_check.md").read_text()
-    assert "## 3. Projection" in md and "| **total** |" in md
+    assert "## 3. Projection" in md and "| **total** |" in md and "| lenet compiled |" in md
 
 
 def test_compute_modules_and_the_gpu_check_import_without_dvc_mlflow_ray():
