@@ -21,7 +21,7 @@ what would the paper profile cost? One short run, for the rare and brief loan of
 On the GPU machine, from the repository root (needs torch, numpy, pyyaml, tqdm; no
 dvc, mlflow or ray, no data):
 
-    PYTHONPATH=. python3 benchmarks/gpu_check.py --out DIR             # ~6 minutes
+    PYTHONPATH=. python3 benchmarks/gpu_check.py --out DIR             # 6 minutes (--budget-s)
     PYTHONPATH=. python benchmarks/gpu_check.py --device cpu --tiny --out DIR   # any CPU, seconds
 
 It starts nothing that would not end within --budget-s (recorded as "skipped:
@@ -457,18 +457,33 @@ def throughput(run: Run, dev, sizes: Sizes, params) -> None:
     # CIFAR: the poison architectures batch models as poisoning does; flip trains one model per job.
     cifar = [("poison", a, batched) for a in params["archs"].poison] + [("flip", a, 1) for a in params["archs"].flip]
     cap, need, refs = sizes.cap_s, 4 * sizes.cap_s + 1, {}
+
+    def nads(arch: str, prec: str, forward: str) -> None:
+        compile_s = 0.0  # in the budget: a guess, from the network's size
+        if forward.startswith("compiled") and arch not in broken:
+            compile_s = COMPILE_S_PER_MODULE * len(list(get_model(arch, 1, 1, 32).modules()))
+        run.attempt(
+            "throughput",
+            {"kind": "nads", "arch": arch, "precision": prec, "forward": forward},
+            need + compile_s,
+            (lambda: {"status": broken[arch]})
+            if arch in broken
+            else lambda: nad_rate(arch, prec, forward, dev, cap, refs),
+        )
+
+    # Per precision: eager NADs and training first (a whole projection), then the NADs' other
+    # forwards, the cheap layout change before compilation; a short budget cuts the tail.
     for prec in PRECISIONS:
         for arch in archs:
-            for kind, fn in (
-                ("nads", lambda: nad_rate(arch, prec, "eager", dev, cap, refs)),
-                ("sweep", lambda: train_rate(arch, 1, 2, sweep_batches, sweep_schedule(prec), batched, dev, cap)),
-            ):
-                run.attempt(
-                    "throughput",
-                    {"kind": kind, "arch": arch, "precision": prec},
-                    need,
-                    (lambda: {"status": broken[arch]}) if arch in broken else fn,
-                )
+            nads(arch, prec, "eager")
+            run.attempt(
+                "throughput",
+                {"kind": "sweep", "arch": arch, "precision": prec},
+                need,
+                (lambda: {"status": broken[arch]})
+                if arch in broken
+                else lambda: train_rate(arch, 1, 2, sweep_batches, sweep_schedule(prec), batched, dev, cap),
+            )
         for kind, arch, k_auto in cifar:
             if arch not in archs or arch in broken:
                 continue
@@ -479,21 +494,9 @@ def throughput(run: Run, dev, sizes: Sizes, params) -> None:
                 need,
                 lambda: train_rate(arch, 3, 10, cifar_batches, schedule, k_auto, dev, cap),
             )
-    # Then the other forwards of NAD estimation: the cheap layout change first, compilation last.
-    for forward in sizes.forwards[1:]:
-        for prec in PRECISIONS:
+        for forward in sizes.forwards[1:]:
             for arch in archs:
-                compile_s = 0.0
-                if forward.startswith("compiled") and arch not in broken:
-                    compile_s = COMPILE_S_PER_MODULE * len(list(get_model(arch, 1, 1, 32).modules()))
-                run.attempt(
-                    "throughput",
-                    {"kind": "nads", "arch": arch, "precision": prec, "forward": forward},
-                    need + compile_s,
-                    (lambda: {"status": broken[arch]})
-                    if arch in broken
-                    else lambda: nad_rate(arch, prec, forward, dev, cap, refs),
-                )
+                nads(arch, prec, forward)
 
 
 # ---------------------------------------------------------------- 3. projection
@@ -705,12 +708,18 @@ def main() -> None:
     ap.add_argument("--budget-s", type=float, default=360.0, help="start nothing that would end later (default 360)")
     ap.add_argument("--device", default="auto", help="auto (cuda if available, else cpu) | cpu | cuda | cuda:N")
     ap.add_argument("--tiny", action="store_true", help="tiny sizes: the whole run in seconds on a CPU")
+    ap.add_argument("--archs", help="comma-separated architectures to measure (default: every registered one)")
     args = ap.parse_args()
     try:
         dev, params = resolve_device(args.device), config.load(PROFILE)
     except errors.ParamError as e:
         ap.error(str(e))
     sizes = TINY if args.tiny else Sizes()
+    if args.archs:
+        unknown = sorted(set(args.archs.split(",")) - set(list_models()))
+        if unknown:
+            ap.error(f"--archs: unknown {', '.join(unknown)}; allowed: {', '.join(list_models())}")
+        sizes = dataclasses.replace(sizes, archs=tuple(args.archs.split(",")))
     gpu = dev.type == "cuda"
     name = torch.cuda.get_device_name(dev) if gpu else f"CPU ({platform.machine()})"
     meta = {
