@@ -12,9 +12,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 if "PYTEST_XDIST_WORKER" in os.environ:
-    # One OpenMP thread per test process (and the processes it starts): xdist runs one per core,
-    # and two processes' threads on one core wait on each other (tests/test_estimate.py: 2.3x faster).
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    # One thread for what a test computes in its own process: xdist runs one process per core,
+    # and two processes' threads on one core wait on each other (tests/test_estimate.py: 2.3x
+    # faster). The processes a test starts keep the default: a stage often has a core to spare.
+    torch.set_num_threads(1)
 
 
 def project_files() -> list[str]:
