@@ -22,12 +22,10 @@ Computing them costs one matrix product (energy) or one FFT of the NADs
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
-from scipy.stats import spearmanr
 
 from .errors import ParamError
+from .ranks import spearman
 
 RULES = ("energy", "shift")
 RULE = "shift"  # the default, and the one rule the stages use for every architecture (README)
@@ -103,10 +101,8 @@ def agreement(score, acc) -> dict:
     (NaN where the accuracies do not vary, or none is learned or none at chance)."""
     score, acc = np.asarray(score, dtype=np.float64), np.asarray(acc, dtype=np.float64)
     ok = np.isfinite(acc)
-    with warnings.catch_warnings():  # constant accuracies (logistic regression learns all): NaN
-        warnings.simplefilter("ignore")
-        rho = spearmanr(score[ok], acc[ok]).statistic
-    return {"spearman": float(rho), "auc": separation(score[ok], acc[ok])}
+    # Constant accuracies (logistic regression learns all): NaN.
+    return {"spearman": spearman(score[ok], acc[ok]), "auc": separation(score[ok], acc[ok])}
 
 
 def replicates(table: dict) -> list:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
+
+from .ranks import spearman
 
 
 def radial_frequency(patterns: np.ndarray, shape) -> np.ndarray:
@@ -23,4 +24,4 @@ def index_frequency_correlation(nads: np.ndarray, shape, count: int) -> float:
     Near +1: energy moves outward with the index, as the paper shows for CNNs.
     """
     count = min(count, len(nads))
-    return float(spearmanr(np.arange(count), radial_frequency(nads[:count], shape)).statistic)
+    return spearman(np.arange(count), radial_frequency(nads[:count], shape))
