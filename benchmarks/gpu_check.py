@@ -361,12 +361,14 @@ def nad_rate(arch: str, prec: str, forward: str, dev, cap: float, refs: dict) ->
     precision runs at the reference's group and networks, after a warm-up run of one group
     that includes the compilation, if any."""
     spec, executor, notes = Spec(arch, precision=prec), LocalExecutor(), []
-    engines: dict = {}  # one per group size: a compiled forward is compiled once per engine
     moments: list = []
     reset_peak(dev)
 
     def run_at(group: int, n: int | None = None) -> float:
-        engine = engines.setdefault(group, Engine(dev, networks_per_batch=group, forward=forward))
+        # total_moments keeps one engine per configuration in this process (shard_moments), and
+        # Dynamo one set of graphs: a graph compiled for an earlier row whose guards this one
+        # passes serves again, so first_group_s is what this row pays in this process.
+        engine = Engine(dev, networks_per_batch=group, forward=forward)
         return timed(lambda: moments.append(total_moments(spec, engine, n or group, executor)), dev)
 
     if prec == "bf16" and not native_bf16(dev):

@@ -152,8 +152,7 @@ def _group_forward(models, shared: bool):
         (m,) = models
         return lambda x: m(x if shared else x[0]).reshape(1, -1)
     params, buffers = stack_module_state(models)
-    skeleton = copy.deepcopy(models[0]).to("meta")
-    call = vmap(lambda p, b, x: functional_call(skeleton, (p, b), (x,)), in_dims=(0, 0, None if shared else 0))
+    call = _functional(models[0], len(models), compiled=False, x_dim=None if shared else 0)
     return lambda x: call(params, buffers, x).reshape(len(models), -1)
 
 
@@ -172,6 +171,32 @@ def _channels_last(t: torch.Tensor, stacked: bool) -> torch.Tensor:
         return t
     c = 1 + stacked
     return t.movedim(c, -1).contiguous().movedim(-1, c)
+
+
+# Graphs one process may compile for the NADs' forward. Dynamo counts them per code object, and
+# every compiled forward of a process shares one (this lambda's, or vmap's): at its default of 8
+# (a ninth architecture, shape, group size or precision) it would run the rest eager, silently,
+# under the name 'compiled'. Past this limit it raises instead.
+COMPILED_GRAPHS = 256  # (the default accumulated limit, over all code objects)
+
+
+def _functional(model, g: int, compiled: bool, x_dim: int | None = None) -> Callable:
+    """(params, buffers, x) -> the outputs of `model`'s architecture with those parameters; with
+    g > 1, of g networks at once (stacked parameters, vmapped; x shared unless x_dim batches it),
+    compiled if asked."""
+    skeleton = copy.deepcopy(model).to("meta")
+    call = lambda p, b, x: functional_call(skeleton, (p, b), (x,))  # noqa: E731
+    call = call if g == 1 else vmap(call, in_dims=(0, 0, x_dim))
+    if not compiled:
+        return call
+    # dynamic=False: one graph per shape (chunks have one size, groups nearly always).
+    compiled_call = torch.compile(call, dynamic=False)
+
+    def run(p, b, x):
+        with torch._dynamo.config.patch(recompile_limit=COMPILED_GRAPHS, fail_on_recompile_limit_hit=True):
+            return compiled_call(p, b, x)
+
+    return run
 
 
 def fd_inputs(x0: torch.Tensor, step: float, start: int, stop: int) -> torch.Tensor:
@@ -232,7 +257,7 @@ class Engine:
         x0 = spec.x0().to(self._dev)
         chunks = self._chunks(spec, x0)
         local = self._local(spec, models[0], x0, chunks) if self.forward == "local" and len(models) == 1 else None
-        plain = self._plain(spec, models, chunks[0][2])  # (with the local forward: eager, for one network)
+        plain = self._plain(spec, models, chunks)  # (with the local forward: eager, for one network)
         grads = torch.empty(len(models), spec.dim, device=self._dev)
         for c, (start, stop, batch) in enumerate(chunks):
             out = plain(batch) if local is None else local.forward(models[0], x0, spec.step, c).reshape(1, -1)
@@ -257,22 +282,17 @@ class Engine:
             self._local_obj = local
         return self._local_obj
 
-    def _plain(self, spec: Spec, models, first_chunk) -> Callable[[torch.Tensor], torch.Tensor]:
+    def _plain(self, spec: Spec, models, chunks) -> Callable[[torch.Tensor], torch.Tensor]:
         """x -> outputs (G, B) of the G networks, as `forward` says; a compiled or channels-last
-        forward is checked against the eager one on the first chunk, the first time it runs."""
+        forward is checked against the eager one on the first and last chunks (two shapes, two
+        compiled graphs), the first time it runs, and kept only once it has passed."""
         if self.forward in ("local", "eager"):
             return _group_forward(models, shared=True)
         g, channels_last = len(models), self.forward.endswith("channels_last")
         key = (spec.arch, spec.input_shape, spec.precision, g, str(self._dev))
         calls = self.__dict__.setdefault("_calls", {})
         new = key not in calls
-        if new:
-            skeleton = copy.deepcopy(models[0]).to("meta")
-            call = lambda p, b, x: functional_call(skeleton, (p, b), (x,))  # noqa: E731
-            call = call if g == 1 else vmap(call, in_dims=(0, 0, None))
-            # dynamic=False: one graph per shape (chunks have one size, groups nearly always).
-            calls[key] = torch.compile(call, dynamic=False) if self.forward.startswith("compiled") else call
-        call = calls[key]
+        call = calls[key] if not new else _functional(models[0], g, self.forward.startswith("compiled"))
         if g == 1:
             params, buffers = dict(models[0].named_parameters()), dict(models[0].named_buffers())
         else:
@@ -285,12 +305,16 @@ class Engine:
             return call(params, buffers, x).reshape(g, -1)
 
         if new:
-            out, ref = forward(first_chunk), _group_forward(models, shared=True)(first_chunk)
-            if not _same(out, ref, spec.precision):
-                raise RuntimeError(
-                    f"forward = {self.forward!r} computes other outputs than the eager forward for {spec.arch} "
-                    f"(max |difference| {(out - ref).abs().max().item():.3g}): use forward 'eager' or 'local'"
-                )
+            for c in sorted({0, len(chunks) - 1}):
+                batch = chunks[c][2]
+                out, ref = forward(batch), _group_forward(models, shared=True)(batch)
+                if not _same(out, ref, spec.precision):
+                    raise RuntimeError(
+                        f"forward = {self.forward!r} computes other outputs than the eager forward for "
+                        f"{spec.arch} (max |difference| {(out - ref).abs().max().item():.3g}): "
+                        "use forward 'eager' or 'local'"
+                    )
+            calls[key] = call
         return forward
 
     def _chunks(self, spec: Spec, x0):
