@@ -305,9 +305,10 @@ class Engine:
             return call(params, buffers, x).reshape(g, -1)
 
         if new:
+            eager = _group_forward(models, shared=True)
             for c in sorted({0, len(chunks) - 1}):
                 batch = chunks[c][2]
-                out, ref = forward(batch), _group_forward(models, shared=True)(batch)
+                out, ref = forward(batch), eager(batch)
                 if not _same(out, ref, spec.precision):
                     raise RuntimeError(
                         f"forward = {self.forward!r} computes other outputs than the eager forward for "
